@@ -1,0 +1,42 @@
+# slac: ISO 15118-3 SLAC for asyncio. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ENV_LOCAL ?= .env.dev.local
+CS_CONFIG ?= cs_configuration.json
+
+.DEFAULT_GOAL := help
+.PHONY: help install-local lock tests lint bench run-local-single run-local-multiple \
+        run-local-sudo-single run-local-sudo-multiple
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
+
+install-local: ## Install the locked dependencies and slac into .venv (Poetry export + pip)
+	./scripts/install.sh $(VENV)
+
+lock: ## Re-create poetry.lock (works where the index serves only pip's simple API)
+	./scripts/poetry.sh --version >/dev/null && .tools/poetry/bin/python scripts/lock.py
+
+tests: ## Run the whole test suite (integration tests need root)
+	$(PY) -m pytest -ra
+
+lint: ## ruff and mypy (strict)
+	$(VENV)/bin/ruff check slac examples tests benchmarks scripts
+	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+bench: ## Benchmarks: codec operations per second against scapy
+	$(PY) benchmarks/codecs.py
+
+run-local-single: ## Example: one EVSE (cs_configuration.json, .env.dev.local)
+	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+
+run-local-multiple: ## Example: every EVSE of cs_configuration.json
+	$(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+
+run-local-sudo-single: ## run-local-single as root (raw sockets need root or CAP_NET_RAW)
+	sudo $(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+
+run-local-sudo-multiple: ## run-local-multiple as root
+	sudo $(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL)

@@ -1,0 +1,284 @@
+"""Configuration from environment variables and ``.env`` files.
+
+``Config().load_envs(env_path)`` reads the ``.env`` file (``./.env`` by default, when it
+exists), then the process environment, which wins. Values are typed and validated with
+environs; every bad value is reported at once in one :class:`~slac.errors.ConfigError`.
+The process environment is only read, never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import environs
+from dotenv import dotenv_values
+
+from slac import enums
+from slac.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class _MappingEnv(environs.Env):
+    """environs' parsers over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(eager=False)
+        self._values = dict(values)
+
+    def _get_value(self, env_key: str, default: Any) -> Any:
+        return self._values.get(env_key, default)
+
+
+@dataclass
+class Config:
+    """Every setting of the library, with the ISO 15118-3 defaults.
+
+    Times are in seconds here (the variables' units are in the README's table). Construct
+    it directly for tests, or fill it from the environment with :meth:`load_envs`.
+    """
+
+    #: TT_EVSE_SLAC_init: wait this long for CM_SLAC_PARM.REQ after plug-in.
+    slac_init_timeout: float = enums.TT_EVSE_SLAC_INIT
+    #: Sounding window; None = the EV's Time_Out (the standard's 600 ms).
+    atten_results_timeout: Optional[float] = None
+    #: TT_match_sequence: CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF.
+    match_sequence_timeout: float = enums.TT_MATCH_SEQUENCE
+    #: TT_match_response: CM_ATTEN_CHAR.RSP after CM_ATTEN_CHAR.IND.
+    match_response_timeout: float = enums.TT_MATCH_RESPONSE
+    #: TT_EVSE_match_session: CM_SLAC_MATCH.REQ after CM_ATTEN_CHAR.RSP.
+    match_session_timeout: float = enums.TT_EVSE_MATCH_SESSION
+    #: C_EV_match_retry: resends of CM_ATTEN_CHAR.IND.
+    atten_char_retries: int = enums.C_EV_MATCH_RETRY
+    #: C_conn_max_match: matching attempts per plug-in.
+    matching_attempts: int = enums.C_CONN_MAX_MATCH
+    #: TT_matching_rate: pause between two attempts.
+    matching_rate: float = enums.TT_MATCHING_RATE
+    #: C_EVSE_match_parallel: EV runs served at once.
+    max_parallel_runs: int = enums.C_EVSE_MATCH_PARALLEL
+    #: Wait this long for CM_SET_KEY.CNF.
+    set_key_timeout: float = 1.0
+    #: Further CM_SET_KEY.REQ attempts when the modem does not answer.
+    set_key_retries: int = 2
+    #: Pause after the modem accepted a key (QCA modems restart).
+    set_key_settle_time: float = 10.0
+    #: CM_SET_KEY.CNF Result values that mean "accepted" (QCA: 1; HomePlug text: 0).
+    set_key_result_ok: tuple[int, ...] = (enums.SET_KEY_RESULT_QCA_SUCCESS,)
+    #: Give the modem a fresh key (leave the logical network) when the EV leaves.
+    reset_key_on_unplug: bool = True
+    log_level: str = "INFO"
+    #: Where the values came from (the .env file read, if any); for messages only.
+    env_file: Optional[str] = field(default=None, compare=False)
+
+    def load_envs(self, env_path: Union[str, os.PathLike[str], None] = None) -> Config:
+        """Fill this config from ``env_path`` (or ``./.env``) and the process environment.
+
+        Returns ``self``. Raises :class:`ConfigError` naming every bad variable.
+        """
+        loaded = read_settings(env_path)
+        for name, value in loaded.items():
+            setattr(self, name, value)
+        return self
+
+    @classmethod
+    def from_env(cls, env_path: Union[str, os.PathLike[str], None] = None) -> Config:
+        return cls().load_envs(env_path)
+
+    @property
+    def log_level_number(self) -> int:
+        return int(getattr(logging, self.log_level))
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as a plain dictionary (for logs and ``--help``-style output)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, field, unit and meaning (for the README too)."""
+
+    name: str
+    attribute: str
+    unit: str
+    meaning: str
+    parse: Callable[[environs.Env, str, Any], Any]
+    default_text: str
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+
+def _seconds(env: environs.Env, name: str, default: Any) -> Any:
+    return env.float(name, default)
+
+
+def _ms_to_s(env: environs.Env, name: str, default: Any) -> Any:
+    value = env.float(name, None)
+    return default if value is None else value / 1000.0
+
+
+def _positive(value: Any) -> Optional[str]:
+    return None if value is None or value > 0 else "must be greater than 0"
+
+
+def _not_negative(value: Any) -> Optional[str]:
+    return None if value >= 0 else "must not be negative"
+
+
+def _at_least_one(value: Any) -> Optional[str]:
+    return None if value >= 1 else "must be at least 1"
+
+
+def _atten_results(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    limit = enums.ATTEN_RESULTS_TIMEOUT_MAX_MS / 1000.0
+    if not 0 < value <= limit:
+        return (
+            f"must be from 1 to {enums.ATTEN_RESULTS_TIMEOUT_MAX_MS} ms, so that the EV's "
+            "1200 ms (TT_EV_atten_results) are never exceeded"
+        )
+    return None
+
+
+def _result_list(env: environs.Env, name: str, default: Any) -> Any:
+    values = env.list(name, None, subcast=int)
+    return default if values is None else tuple(values)
+
+
+def _result_values(value: Any) -> Optional[str]:
+    if not value:
+        return "must name at least one Result value (e.g. 1 for QCA modems)"
+    if any(not 0 <= v <= 255 for v in value):
+        return "Result values are bytes: 0 to 255"
+    return None
+
+
+def _log_level(env: environs.Env, name: str, default: Any) -> Any:
+    value = env.str(name, default)
+    return value.upper() if isinstance(value, str) else value
+
+
+def _log_level_check(value: Any) -> Optional[str]:
+    return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("SLAC_INIT_TIMEOUT", "slac_init_timeout", "s",
+             "TT_EVSE_SLAC_init: how long the EVSE waits for CM_SLAC_PARM.REQ after plug-in "
+             "(ISO 15118-3: 20 to 50 s; other values are accepted with a warning)",
+             _seconds, "50", _positive),
+    Variable("ATTEN_RESULTS_TIMEOUT", "atten_results_timeout", "ms",
+             "Sounding window (TT_EVSE_match_MNBC) instead of the EV's Time_Out (600 ms); "
+             f"at most {enums.ATTEN_RESULTS_TIMEOUT_MAX_MS}",
+             _ms_to_s, "unset (600)", _atten_results),
+    Variable("MATCH_SEQUENCE_TIMEOUT", "match_sequence_timeout", "ms",
+             "TT_match_sequence: wait for CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF",
+             _ms_to_s, "400", _positive),
+    Variable("MATCH_RESPONSE_TIMEOUT", "match_response_timeout", "ms",
+             "TT_match_response: wait for CM_ATTEN_CHAR.RSP before resending CM_ATTEN_CHAR.IND",
+             _ms_to_s, "200", _positive),
+    Variable("MATCH_SESSION_TIMEOUT", "match_session_timeout", "s",
+             "TT_EVSE_match_session: wait for CM_SLAC_MATCH.REQ after CM_ATTEN_CHAR.RSP",
+             _seconds, "10", _positive),
+    Variable("ATTEN_CHAR_RETRIES", "atten_char_retries", "count",
+             "C_EV_match_retry: resends of CM_ATTEN_CHAR.IND without CM_ATTEN_CHAR.RSP",
+             lambda env, n, d: env.int(n, d), "2", _not_negative),
+    Variable("MATCHING_ATTEMPTS", "matching_attempts", "count",
+             "C_conn_max_match: matching attempts per plug-in before notify_matching_failed "
+             "(ISO 15118-3: at least 3)",
+             lambda env, n, d: env.int(n, d), "3", _at_least_one),
+    Variable("MATCHING_RATE", "matching_rate", "ms",
+             "TT_matching_rate: pause between two matching attempts",
+             _ms_to_s, "400", _not_negative),
+    Variable("MAX_PARALLEL_RUNS", "max_parallel_runs", "count",
+             "C_EVSE_match_parallel: EV runs (EV MAC, RunID) one EVSE serves at once",
+             lambda env, n, d: env.int(n, d), "5", _at_least_one),
+    Variable("SET_KEY_TIMEOUT", "set_key_timeout", "ms",
+             "How long to wait for the modem's CM_SET_KEY.CNF",
+             _ms_to_s, "1000", _positive),
+    Variable("SET_KEY_RETRIES", "set_key_retries", "count",
+             "Further CM_SET_KEY.REQ attempts when the modem does not answer",
+             lambda env, n, d: env.int(n, d), "2", _not_negative),
+    Variable("SET_KEY_SETTLE_TIME", "set_key_settle_time", "s",
+             "Pause after the modem accepted a new key (QCA modems restart)",
+             _seconds, "10", _not_negative),
+    Variable("SET_KEY_RESULT_OK", "set_key_result_ok", "list",
+             "CM_SET_KEY.CNF Result values that mean success, comma-separated: 1 for "
+             "Qualcomm modems, 0 as the HomePlug text says, 0,1 to accept both",
+             _result_list, "1", _result_values),
+    Variable("RESET_KEY_ON_UNPLUG", "reset_key_on_unplug", "bool",
+             "Leave the logical network (fresh NMK to the modem) when the EV unplugs; "
+             "false spares the modem's flash",
+             lambda env, n, d: env.bool(n, d), "true"),
+    Variable("LOG_LEVEL", "log_level", "name",
+             "Log level of the examples and commands: DEBUG, INFO, WARNING, ERROR",
+             _log_level, "INFO", _log_level_check),
+)
+
+
+def _flatten(messages: Any) -> str:
+    """marshmallow error messages (lists, or dicts by list index) as one sentence."""
+    if isinstance(messages, dict):
+        return "; ".join(f"item {k}: {_flatten(v)}" for k, v in messages.items())
+    if isinstance(messages, (list, tuple)):
+        return "; ".join(_flatten(m) for m in messages)
+    return str(messages)
+
+
+def read_settings(env_path: Union[str, os.PathLike[str], None] = None) -> dict[str, Any]:
+    """Parse every variable from the .env file and the environment (which wins).
+
+    Returns the values of the variables that were set, keyed by Config attribute.
+    """
+    problems: dict[str, str] = {}
+    values: dict[str, str] = {}
+    path = Path(env_path) if env_path is not None else Path(".env")
+    if path.is_file():
+        try:
+            file_values = dotenv_values(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError({str(path): f"cannot read the .env file: {exc}"}) from exc
+        values.update({k: v for k, v in file_values.items() if v is not None})
+    elif env_path is not None:
+        raise ConfigError({str(path): "no such .env file"})
+    names = {v.name for v in VARIABLES}
+    values.update({k: v for k, v in os.environ.items() if k in names})
+
+    env = _MappingEnv(values)
+    defaults = Config()
+    parsed: dict[str, Any] = {}
+    for var in VARIABLES:
+        if var.name not in values:
+            continue
+        try:
+            parsed[var.attribute] = var.parse(env, var.name, getattr(defaults, var.attribute))
+        except environs.EnvError as exc:
+            problems[var.name] = str(exc)
+    try:
+        env.seal()
+    except environs.EnvValidationError as exc:
+        for name, messages in exc.error_messages.items():
+            problems[str(name)] = f"{values.get(str(name))!r} is not valid: " + _flatten(messages)
+    for var in VARIABLES:
+        if var.name in problems or var.attribute not in parsed or var.check is None:
+            continue
+        why = var.check(parsed[var.attribute])
+        if why:
+            problems[var.name] = f"{values[var.name]!r} {why}"
+    if problems:
+        raise ConfigError(problems)
+    init = parsed.get("slac_init_timeout")
+    if init is not None and not enums.TT_EVSE_SLAC_INIT_MIN <= init <= enums.TT_EVSE_SLAC_INIT_MAX:
+        logger.warning(
+            "SLAC_INIT_TIMEOUT=%s s is outside ISO 15118-3's TT_EVSE_SLAC_init of 20 s to 50 s",
+            values["SLAC_INIT_TIMEOUT"],
+        )
+    if path.is_file():
+        parsed["env_file"] = str(path)
+    return parsed
