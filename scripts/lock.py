@@ -45,7 +45,9 @@ def pip_index_url() -> str:
 def strip_source(lock_text: str) -> str:
     """Remove the [package.source] tables that name the temporary source."""
     pattern = re.compile(
-        r"\n\[package\.source\]\n(?:[a-z_]+ = .*\n)*?reference = \"" + re.escape(SOURCE_NAME) + r"\"\n",
+        r"\n\[package\.source\]\n(?:[a-z_]+ = .*\n)*?reference = \""
+        + re.escape(SOURCE_NAME)
+        + r"\"\n",
     )
     text, _count = pattern.subn("\n", lock_text)
     # the removal leaves a blank line doubled where the table stood
@@ -72,7 +74,7 @@ def main() -> int:
         return 1
     lock.write_text(text)
 
-    from poetry.factory import Factory
+    from poetry.factory import Factory  # type: ignore[import-not-found,unused-ignore]
 
     content_hash = Factory().create_poetry(ROOT).locker._get_content_hash()
     text = re.sub(r'content-hash = "[0-9a-f]+"', f'content-hash = "{content_hash}"', text)

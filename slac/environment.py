@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 
 import environs
 from dotenv import dotenv_values
+from environs import EnvError
 
 from slac import enums
 from slac.errors import ConfigError
@@ -30,7 +31,7 @@ class _MappingEnv(environs.Env):
     """environs' parsers over a given mapping instead of ``os.environ``."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(eager=False)
+        super().__init__(eager=True)
         self._values = dict(values)
 
     def _get_value(self, env_key: str, default: Any) -> Any:
@@ -147,7 +148,7 @@ def _atten_results(value: Any) -> Optional[str]:
 
 
 def _result_list(env: environs.Env, name: str, default: Any) -> Any:
-    values = env.list(name, None, subcast=int)
+    values: Optional[list[int]] = env.list(name, None, subcast=int)
     return default if values is None else tuple(values)
 
 
@@ -169,56 +170,145 @@ def _log_level_check(value: Any) -> Optional[str]:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("SLAC_INIT_TIMEOUT", "slac_init_timeout", "s",
-             "TT_EVSE_SLAC_init: how long the EVSE waits for CM_SLAC_PARM.REQ after plug-in "
-             "(ISO 15118-3: 20 to 50 s; other values are accepted with a warning)",
-             _seconds, "50", _positive),
-    Variable("ATTEN_RESULTS_TIMEOUT", "atten_results_timeout", "ms",
-             "Sounding window (TT_EVSE_match_MNBC) instead of the EV's Time_Out (600 ms); "
-             f"at most {enums.ATTEN_RESULTS_TIMEOUT_MAX_MS}",
-             _ms_to_s, "unset (600)", _atten_results),
-    Variable("MATCH_SEQUENCE_TIMEOUT", "match_sequence_timeout", "ms",
-             "TT_match_sequence: wait for CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF",
-             _ms_to_s, "400", _positive),
-    Variable("MATCH_RESPONSE_TIMEOUT", "match_response_timeout", "ms",
-             "TT_match_response: wait for CM_ATTEN_CHAR.RSP before resending CM_ATTEN_CHAR.IND",
-             _ms_to_s, "200", _positive),
-    Variable("MATCH_SESSION_TIMEOUT", "match_session_timeout", "s",
-             "TT_EVSE_match_session: wait for CM_SLAC_MATCH.REQ after CM_ATTEN_CHAR.RSP",
-             _seconds, "10", _positive),
-    Variable("ATTEN_CHAR_RETRIES", "atten_char_retries", "count",
-             "C_EV_match_retry: resends of CM_ATTEN_CHAR.IND without CM_ATTEN_CHAR.RSP",
-             lambda env, n, d: env.int(n, d), "2", _not_negative),
-    Variable("MATCHING_ATTEMPTS", "matching_attempts", "count",
-             "C_conn_max_match: matching attempts per plug-in before notify_matching_failed "
-             "(ISO 15118-3: at least 3)",
-             lambda env, n, d: env.int(n, d), "3", _at_least_one),
-    Variable("MATCHING_RATE", "matching_rate", "ms",
-             "TT_matching_rate: pause between two matching attempts",
-             _ms_to_s, "400", _not_negative),
-    Variable("MAX_PARALLEL_RUNS", "max_parallel_runs", "count",
-             "C_EVSE_match_parallel: EV runs (EV MAC, RunID) one EVSE serves at once",
-             lambda env, n, d: env.int(n, d), "5", _at_least_one),
-    Variable("SET_KEY_TIMEOUT", "set_key_timeout", "ms",
-             "How long to wait for the modem's CM_SET_KEY.CNF",
-             _ms_to_s, "1000", _positive),
-    Variable("SET_KEY_RETRIES", "set_key_retries", "count",
-             "Further CM_SET_KEY.REQ attempts when the modem does not answer",
-             lambda env, n, d: env.int(n, d), "2", _not_negative),
-    Variable("SET_KEY_SETTLE_TIME", "set_key_settle_time", "s",
-             "Pause after the modem accepted a new key (QCA modems restart)",
-             _seconds, "10", _not_negative),
-    Variable("SET_KEY_RESULT_OK", "set_key_result_ok", "list",
-             "CM_SET_KEY.CNF Result values that mean success, comma-separated: 1 for "
-             "Qualcomm modems, 0 as the HomePlug text says, 0,1 to accept both",
-             _result_list, "1", _result_values),
-    Variable("RESET_KEY_ON_UNPLUG", "reset_key_on_unplug", "bool",
-             "Leave the logical network (fresh NMK to the modem) when the EV unplugs; "
-             "false spares the modem's flash",
-             lambda env, n, d: env.bool(n, d), "true"),
-    Variable("LOG_LEVEL", "log_level", "name",
-             "Log level of the examples and commands: DEBUG, INFO, WARNING, ERROR",
-             _log_level, "INFO", _log_level_check),
+    Variable(
+        "SLAC_INIT_TIMEOUT",
+        "slac_init_timeout",
+        "s",
+        "TT_EVSE_SLAC_init: how long the EVSE waits for CM_SLAC_PARM.REQ after plug-in "
+        "(ISO 15118-3: 20 to 50 s; other values are accepted with a warning)",
+        _seconds,
+        "50",
+        _positive,
+    ),
+    Variable(
+        "ATTEN_RESULTS_TIMEOUT",
+        "atten_results_timeout",
+        "ms",
+        "Sounding window (TT_EVSE_match_MNBC) instead of the EV's Time_Out (600 ms); "
+        f"at most {enums.ATTEN_RESULTS_TIMEOUT_MAX_MS}",
+        _ms_to_s,
+        "unset (600)",
+        _atten_results,
+    ),
+    Variable(
+        "MATCH_SEQUENCE_TIMEOUT",
+        "match_sequence_timeout",
+        "ms",
+        "TT_match_sequence: wait for CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF",
+        _ms_to_s,
+        "400",
+        _positive,
+    ),
+    Variable(
+        "MATCH_RESPONSE_TIMEOUT",
+        "match_response_timeout",
+        "ms",
+        "TT_match_response: wait for CM_ATTEN_CHAR.RSP before resending CM_ATTEN_CHAR.IND",
+        _ms_to_s,
+        "200",
+        _positive,
+    ),
+    Variable(
+        "MATCH_SESSION_TIMEOUT",
+        "match_session_timeout",
+        "s",
+        "TT_EVSE_match_session: wait for CM_SLAC_MATCH.REQ after CM_ATTEN_CHAR.RSP",
+        _seconds,
+        "10",
+        _positive,
+    ),
+    Variable(
+        "ATTEN_CHAR_RETRIES",
+        "atten_char_retries",
+        "count",
+        "C_EV_match_retry: resends of CM_ATTEN_CHAR.IND without CM_ATTEN_CHAR.RSP",
+        lambda env, n, d: env.int(n, d),
+        "2",
+        _not_negative,
+    ),
+    Variable(
+        "MATCHING_ATTEMPTS",
+        "matching_attempts",
+        "count",
+        "C_conn_max_match: matching attempts per plug-in before notify_matching_failed "
+        "(ISO 15118-3: at least 3)",
+        lambda env, n, d: env.int(n, d),
+        "3",
+        _at_least_one,
+    ),
+    Variable(
+        "MATCHING_RATE",
+        "matching_rate",
+        "ms",
+        "TT_matching_rate: pause between two matching attempts",
+        _ms_to_s,
+        "400",
+        _not_negative,
+    ),
+    Variable(
+        "MAX_PARALLEL_RUNS",
+        "max_parallel_runs",
+        "count",
+        "C_EVSE_match_parallel: EV runs (EV MAC, RunID) one EVSE serves at once",
+        lambda env, n, d: env.int(n, d),
+        "5",
+        _at_least_one,
+    ),
+    Variable(
+        "SET_KEY_TIMEOUT",
+        "set_key_timeout",
+        "ms",
+        "How long to wait for the modem's CM_SET_KEY.CNF",
+        _ms_to_s,
+        "1000",
+        _positive,
+    ),
+    Variable(
+        "SET_KEY_RETRIES",
+        "set_key_retries",
+        "count",
+        "Further CM_SET_KEY.REQ attempts when the modem does not answer",
+        lambda env, n, d: env.int(n, d),
+        "2",
+        _not_negative,
+    ),
+    Variable(
+        "SET_KEY_SETTLE_TIME",
+        "set_key_settle_time",
+        "s",
+        "Pause after the modem accepted a new key (QCA modems restart)",
+        _seconds,
+        "10",
+        _not_negative,
+    ),
+    Variable(
+        "SET_KEY_RESULT_OK",
+        "set_key_result_ok",
+        "list",
+        "CM_SET_KEY.CNF Result values that mean success, comma-separated: 1 for "
+        "Qualcomm modems, 0 as the HomePlug text says, 0,1 to accept both",
+        _result_list,
+        "1",
+        _result_values,
+    ),
+    Variable(
+        "RESET_KEY_ON_UNPLUG",
+        "reset_key_on_unplug",
+        "bool",
+        "Leave the logical network (fresh NMK to the modem) when the EV unplugs; "
+        "false spares the modem's flash",
+        lambda env, n, d: env.bool(n, d),
+        "true",
+    ),
+    Variable(
+        "LOG_LEVEL",
+        "log_level",
+        "name",
+        "Log level of the examples and commands: DEBUG, INFO, WARNING, ERROR",
+        _log_level,
+        "INFO",
+        _log_level_check,
+    ),
 )
 
 
@@ -258,13 +348,11 @@ def read_settings(env_path: Union[str, os.PathLike[str], None] = None) -> dict[s
             continue
         try:
             parsed[var.attribute] = var.parse(env, var.name, getattr(defaults, var.attribute))
-        except environs.EnvError as exc:
-            problems[var.name] = str(exc)
-    try:
-        env.seal()
-    except environs.EnvValidationError as exc:
-        for name, messages in exc.error_messages.items():
-            problems[str(name)] = f"{values.get(str(name))!r} is not valid: " + _flatten(messages)
+        except EnvError as exc:  # EnvValidationError carries the parsers' messages
+            messages = getattr(exc, "error_messages", None)
+            problems[var.name] = f"{values[var.name]!r} is not valid: " + (
+                _flatten(messages) if messages else str(exc)
+            )
     for var in VARIABLES:
         if var.name in problems or var.attribute not in parsed or var.check is None:
             continue

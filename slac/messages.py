@@ -39,13 +39,13 @@ from slac.enums import (
 )
 from slac.errors import DecodeError, FieldError
 from slac.layer_2_headers import EthernetHeader, HomePlugHeader, pad_frame
-from slac.utils import MacAddress
+from slac.utils import MacAddress, fast_mac
 
 M = TypeVar("M", bound="Message")
 
 ZERO_ID = bytes(17)
 ZERO_RUN_ID = bytes(8)
-_UNSET_MAC = MacAddress(bytes(6))
+BROADCAST = MacAddress(BROADCAST_MAC)
 
 #: struct codes of the layout language below: "mac" is a 6-byte MAC address, "Ns" N bytes.
 _INT_LIMITS = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
@@ -69,6 +69,8 @@ class Message:
     _STRUCT: ClassVar[struct.Struct]
     _MACS: ClassVar[tuple[str, ...]]
     _NAMES: ClassVar[tuple[str, ...]]
+    _HAS_TAIL: ClassVar[bool]
+    _HEADER_BYTES: ClassVar[bytes]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -76,8 +78,12 @@ class Message:
         cls._STRUCT = struct.Struct("<" + codes)
         cls._MACS = tuple(name for name, code in cls._LAYOUT if code == "mac")
         cls._NAMES = tuple(name for name, _ in cls._LAYOUT)
+        cls._HAS_TAIL = "_unpack_tail" in cls.__dict__ or any(
+            "_unpack_tail" in vars(base) for base in cls.__mro__[1:] if base is not Message
+        )
         mmtype = cls.__dict__.get("MMTYPE")
         if mmtype is not None:
+            cls._HEADER_BYTES = HomePlugHeader.for_mmtype(mmtype, cls.MMV).pack()
             if mmtype in MESSAGES:
                 raise TypeError(f"two message classes for {mmtype_name(mmtype)}")
             MESSAGES[mmtype] = cls
@@ -116,31 +122,36 @@ class Message:
 
     def to_frame(self, dst: bytes, src: bytes) -> bytes:
         """A whole Ethernet frame from ``src`` to ``dst``, zero-padded to 60 bytes."""
-        return pad_frame(
-            EthernetHeader(MacAddress(dst), MacAddress(src)).pack() + self.header().pack() + self.pack()
-        )
+        return pad_frame(EthernetHeader.build(dst, src) + self._HEADER_BYTES + self.pack())
 
     # --- decoding ---------------------------------------------------------------------------
 
     @classmethod
     def unpack(cls: type[M], payload: bytes) -> M:
         """Read the payload; trailing bytes (padding) are ignored. Raises ``DecodeError``."""
+        return cls._decode(payload, 0)
+
+    @classmethod
+    def _decode(cls: type[M], data: bytes, offset: int) -> M:
+        """Read the payload that starts at ``offset`` of ``data``."""
         size = cls._STRUCT.size
-        if len(payload) < size:
+        if len(data) - offset < size:
             raise DecodeError(
-                f"{mmtype_name(cls.MMTYPE)} needs at least {size} payload bytes, got {len(payload)}"
+                f"{mmtype_name(cls.MMTYPE)} needs at least {size} payload bytes, "
+                f"got {len(data) - offset}"
             )
-        values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(payload)))
+        values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(data, offset)))
         for name in cls._MACS:
-            values[name] = MacAddress(values[name])
-        values.update(cls._unpack_tail(values, memoryview(payload)[size:]))
+            values[name] = fast_mac(values[name])
+        if cls._HAS_TAIL:
+            values.update(cls._unpack_tail(values, data[offset + size :]))
         # Every value is of its field's type and range by construction: skip re-validation.
         message = object.__new__(cls)
-        message.__dict__.update(values)
+        object.__setattr__(message, "__dict__", values)
         return message
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         return {}
 
     def __str__(self) -> str:
@@ -183,7 +194,7 @@ def _check_byte_list(name: str, values: tuple[int, ...], limit: int = 0xFF) -> N
         _check_uint(f"{name} entry", value, limit)
 
 
-def _byte_list(rest: memoryview, count: int, what: str) -> tuple[int, ...]:
+def _byte_list(rest: bytes, count: int, what: str) -> tuple[int, ...]:
     if len(rest) < count:
         raise DecodeError(f"{what} announces {count} values but {len(rest)} bytes follow")
     return tuple(rest[:count])
@@ -278,7 +289,7 @@ class SlacParmReq(Message):
         return struct.pack(f"<B{n}H", n, *self.cipher_suites)
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if head["security_type"] != SECURITY_TYPE_PUBLIC_KEY:
             return {"cipher_suites": ()}
         if not rest:
@@ -306,7 +317,7 @@ class SlacParmCnf(Message):
     )
     forwarding_sta: MacAddress
     run_id: bytes
-    msound_target: MacAddress = MacAddress(BROADCAST_MAC)
+    msound_target: MacAddress = BROADCAST
     num_sounds: int = C_EV_MATCH_MNBC
     #: Sounding window in units of 100 ms (6 = 600 ms = TT_EVSE_match_MNBC).
     time_out: int = 6
@@ -326,7 +337,7 @@ class SlacParmCnf(Message):
         return b"" if self.cipher_suite is None else struct.pack("<H", self.cipher_suite)
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if head["security_type"] != SECURITY_TYPE_PUBLIC_KEY:
             return {"cipher_suite": None}
         if len(rest) < 2:
@@ -407,7 +418,7 @@ class AttenProfileInd(Message):
         return bytes((len(self.aag), self.reserved)) + bytes(self.aag)
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if len(rest) < 2:
             raise DecodeError("CM_ATTEN_PROFILE.IND ends before NumGroups")
         return {"reserved": rest[1], "aag": _byte_list(rest[2:], rest[0], "CM_ATTEN_PROFILE.IND")}
@@ -444,7 +455,7 @@ class AttenCharInd(Message):
         return bytes((len(self.aag),)) + bytes(self.aag)
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if not rest:
             raise DecodeError("CM_ATTEN_CHAR.IND ends before NumGroups")
         return {"aag": _byte_list(rest[1:], rest[0], "CM_ATTEN_CHAR.IND")}
@@ -597,7 +608,7 @@ class AmpMapReq(Message):
         return struct.pack("<H", len(values)) + bytes(packed)
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if len(rest) < 2:
             raise DecodeError("CM_AMP_MAP.REQ ends before AMLEN")
         count = rest[0] | rest[1] << 8
@@ -661,7 +672,7 @@ class VsSwVerCnf(VendorMessage):
         )
 
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: memoryview) -> dict[str, Any]:
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
         if not rest:
             raise DecodeError("VS_SW_VER.CNF ends before MVERLENGTH")
         raw = bytes(_byte_list(rest[1:], rest[0], "VS_SW_VER.CNF"))
@@ -749,14 +760,18 @@ def decode_frame(data: bytes) -> Frame:
         if ethernet.ethertype != ETH_TYPE_HPAV:
             raise DecodeError(f"EtherType 0x{ethernet.ethertype:04X} is not HomePlug AV (0x88E1)")
         homeplug = HomePlugHeader.unpack(data, ETH_HEADER_LEN)
-        payload = bytes(data[ETH_HEADER_LEN + homeplug.length :])
+        start = ETH_HEADER_LEN + homeplug.length
         cls = MESSAGES.get(homeplug.mmtype)
         message: AnyMessage
         if cls is None or (homeplug.oui is not None and homeplug.oui != QUALCOMM_OUI):
-            message = UnknownMessage(homeplug.mmtype, homeplug.mmv, payload, homeplug.oui)
+            message = UnknownMessage(
+                homeplug.mmtype, homeplug.mmv, bytes(data[start:]), homeplug.oui
+            )
         else:
-            message = cls.unpack(payload)
-        return Frame(ethernet, homeplug, message)
+            message = cls._decode(data, start)
+        frame = object.__new__(Frame)
+        frame.__dict__.update(ethernet=ethernet, homeplug=homeplug, message=message)
+        return frame
     except DecodeError:
         raise
     except Exception as exc:  # the decode contract: nothing but DecodeError escapes

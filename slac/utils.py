@@ -28,8 +28,11 @@ class MacAddress(bytes):
     __slots__ = ()
 
     def __new__(cls, value: Union[bytes, bytearray, str, MacAddress]) -> MacAddress:
-        if isinstance(value, MacAddress):
-            return value
+        kind = type(value)
+        if kind is MacAddress:
+            return value  # type: ignore[return-value]
+        if kind is bytes and len(value) == 6:  # the hot path: fields read from frames
+            return bytes.__new__(cls, value)  # type: ignore[arg-type]
         if isinstance(value, str):
             digits = value.replace(":", "").replace("-", "").strip()
             try:
@@ -42,7 +45,7 @@ class MacAddress(bytes):
             raise FieldError(f"a MAC address is bytes or text, not {type(value).__name__}")
         if len(raw) != 6:
             raise FieldError(f"a MAC address has 6 bytes, got {len(raw)}: {value!r}")
-        return super().__new__(cls, raw)
+        return bytes.__new__(cls, raw)
 
     def __str__(self) -> str:
         return ":".join(f"{b:02x}" for b in self)
@@ -57,6 +60,11 @@ class MacAddress(bytes):
     @property
     def is_multicast(self) -> bool:
         return bool(self[0] & 0x01)
+
+
+def fast_mac(raw: bytes) -> MacAddress:
+    """A MacAddress from exactly 6 bytes, without checks (for decoders that sliced 6 bytes)."""
+    return bytes.__new__(MacAddress, raw)
 
 
 def mac_to_str(mac: bytes) -> str:
