@@ -1,0 +1,506 @@
+"""The asyncio glue and the public API: sessions per EVSE and the controller users subclass.
+
+- :class:`SlacSession` holds one EVSE's data (state, key, matched EV).
+- :class:`SlacEvseSession` adds the I/O: a raw socket on the EVSE's interface, the local
+  modem's key (:meth:`~SlacEvseSession.evse_set_key`), and the sans-IO
+  :class:`~slac.fsm.evse.EvseMatcher`, driven by frames as they arrive and one timer.
+- :class:`SlacSessionController` turns control-pilot states into matching tasks and tells
+  the application what happens through hooks that subclasses override.
+
+Nothing here blocks: frames are handled in the event loop's reader callback, in the order
+they arrive, and answers leave at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Optional, Union
+
+from slac.enums import PLC_LOCAL_MAC
+from slac.environment import Config
+from slac.errors import DecodeError, ModemError, ModemTimeoutError, SlacError
+from slac.fsm.events import (
+    Event,
+    Matched,
+    MatchingFailed,
+    MatchingOngoing,
+    Outgoing,
+    Stopped,
+)
+from slac.fsm.evse import EvseMatcher, parse_cp_state
+from slac.messages import SetKeyCnf, SetKeyReq, decode_frame
+from slac.sockets.async_linux_socket import RawSocket
+from slac.utils import MacAddress, generate_nmk, nid_from_nmk
+
+logger = logging.getLogger(__name__)
+
+
+class SessionState(str, Enum):
+    """Where one EVSE stands."""
+
+    UNMATCHED = "unmatched"
+    MATCHING = "matching"
+    MATCHED = "matched"
+    FAILED = "failed"
+
+
+class MatchingFailedError(SlacError):
+    """Matching ended without a match (every attempt failed, or it was stopped)."""
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """A match: the EV, its RunID, and the network ID it was given."""
+
+    evse_id: str
+    ev_mac: MacAddress
+    run_id: bytes
+    nid: bytes
+
+
+class EvseLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the EVSE id (and carries it as ``evse_id`` for formatters)."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"EVSE {extra.get('evse_id')}: {msg}", kwargs
+
+
+class SlacSession:
+    """The data of one EVSE: state, network key, and the EV it is matched with."""
+
+    def __init__(self, evse_id: str, network_interface: str, config: Optional[Config] = None):
+        if not evse_id:
+            raise ValueError("an EVSE needs an id")
+        self.evse_id = evse_id
+        self.network_interface = network_interface
+        self.config = config or Config()
+        self.state = SessionState.UNMATCHED
+        self.nmk: Optional[bytes] = None
+        self.nid: Optional[bytes] = None
+        self.evse_mac: Optional[MacAddress] = None
+        self.ev_mac: Optional[MacAddress] = None
+        self.run_id: Optional[bytes] = None
+        self.cp_state: Optional[str] = None
+        self.matching_task: Optional[asyncio.Task[None]] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.evse_id} on {self.network_interface}: "
+            f"{self.state.value}>"
+        )
+
+
+class SlacEvseSession(SlacSession):
+    """One EVSE: its interface, its modem, its matching state machine.
+
+    ``token_bytes`` is the source of fresh keys (:func:`secrets.token_bytes` unless a test
+    injects another).
+    """
+
+    def __init__(
+        self,
+        evse_id: str,
+        network_interface: str,
+        config: Optional[Config] = None,
+        *,
+        token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        super().__init__(evse_id, network_interface, config)
+        self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
+        self.socket = RawSocket(network_interface)
+        self._token_bytes = token_bytes
+        self.matcher: Optional[EvseMatcher] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_deadline: Optional[float] = None
+        # Created in open(), inside the running loop (Python 3.9 binds them at creation).
+        self._events: asyncio.Queue[Union[Event, BaseException]]
+        self._changed: asyncio.Event
+        self._key_lock: asyncio.Lock
+        self._set_key_waiter: Optional[asyncio.Future[SetKeyCnf]] = None
+        self._leave_task: Optional[asyncio.Task[None]] = None
+        self.key_given_out = False
+        self.last_result: Optional[MatchResult] = None
+        self.frame_observers: list[Callable[[bytes, float, bool], None]] = []
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the raw socket (idempotent). Raises TransportError in plain words."""
+        if self.socket.is_open:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._events = asyncio.Queue()
+            self._changed = asyncio.Event()
+            self._key_lock = asyncio.Lock()
+        self.socket.open(self._loop)
+        self.socket.set_callback(self._on_frame)
+        self.evse_mac = self.socket.mac
+        if self.matcher is None:
+            self.matcher = EvseMatcher(
+                self.evse_mac,
+                nmk=self.nmk or bytes(16),
+                nid=self.nid or bytes(7),
+                config=self.config,
+                log=self.log,
+            )
+
+    async def close(self) -> None:
+        """Stop matching, cancel this session's tasks and close the socket."""
+        for task in (self.matching_task, self._leave_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # already reported by the task itself
+                    pass
+        if self.matcher is not None and self._loop is not None:
+            self.matcher.stop(self._loop.time(), "session closed")
+            self._flush()
+        self._cancel_timer()
+        self.socket.close()
+
+    async def __aenter__(self) -> SlacEvseSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- the local modem's key ------------------------------------------------------------------
+
+    async def evse_set_key(self) -> None:
+        """Give the local modem a fresh NMK (and its NID) with CM_SET_KEY.REQ.
+
+        Sent to 00:B0:52:00:00:01; waits ``set_key_timeout`` for CM_SET_KEY.CNF, doubling the
+        wait at each of ``set_key_retries`` resends; accepts the Result values in
+        ``set_key_result_ok`` (QCA modems answer 0x01); then pauses ``set_key_settle_time``
+        while the modem restarts. Raises :class:`ModemTimeoutError` (no answer) or
+        :class:`ModemError` (refused); the old key stays in place then.
+        """
+        await self.open()
+        assert self._loop is not None
+        assert self.evse_mac is not None
+        async with self._key_lock:
+            nmk = generate_nmk(self._token_bytes)
+            nid = nid_from_nmk(nmk)
+            frame = SetKeyReq(nid=nid, new_key=nmk).to_frame(PLC_LOCAL_MAC, self.evse_mac)
+            timeout = self.config.set_key_timeout
+            attempts = 1 + self.config.set_key_retries
+            waited = 0.0
+            cnf: Optional[SetKeyCnf] = None
+            for attempt in range(1, attempts + 1):
+                waiter: asyncio.Future[SetKeyCnf] = self._loop.create_future()
+                self._set_key_waiter = waiter
+                self._send_frame(frame)
+                try:
+                    cnf = await asyncio.wait_for(waiter, timeout)
+                    break
+                except asyncio.TimeoutError:
+                    waited += timeout
+                    self.log.warning(
+                        "no CM_SET_KEY.CNF from the modem within %.1f s (attempt %d/%d)",
+                        timeout,
+                        attempt,
+                        attempts,
+                    )
+                    timeout *= 2
+                finally:
+                    self._set_key_waiter = None
+            if cnf is None:
+                raise ModemTimeoutError(
+                    f"the modem on {self.network_interface} did not answer CM_SET_KEY.REQ "
+                    f"({attempts} attempts, {waited:.1f} s): is the GreenPHY modem connected "
+                    "and powered?"
+                )
+            if cnf.result not in self.config.set_key_result_ok:
+                accepted = ", ".join(str(v) for v in self.config.set_key_result_ok)
+                raise ModemError(
+                    f"the modem on {self.network_interface} refused the key: CM_SET_KEY.CNF "
+                    f"Result {cnf.result} (accepted: {accepted}; set SET_KEY_RESULT_OK if "
+                    "this modem reports success differently)"
+                )
+            self.nmk, self.nid = nmk, nid
+            self.key_given_out = False
+            if self.matcher is not None:
+                self.matcher.set_key(nmk, nid)
+            self.log.info("new network key set on the modem (NID %s)", nid.hex())
+            self.log.debug("NMK %s", nmk.hex())
+            if self.config.set_key_settle_time > 0:
+                await asyncio.sleep(self.config.set_key_settle_time)
+
+    async def leave_logical_network(self) -> None:
+        """Leave the EV's network: a fresh key to the modem, back to Unmatched."""
+        self.log.info("leaving the logical network")
+        self._set_state(SessionState.UNMATCHED)
+        self.ev_mac = self.run_id = None
+        await self.evse_set_key()
+
+    def schedule_leave(self) -> None:
+        """Leave the logical network in the background; the next matching waits for it."""
+        if self._leave_task is not None and not self._leave_task.done():
+            return
+        self._leave_task = asyncio.get_running_loop().create_task(
+            self._leave_in_background(), name=f"slac-leave-{self.evse_id}"
+        )
+
+    async def _leave_in_background(self) -> None:
+        try:
+            await self.leave_logical_network()
+        except (SlacError, OSError) as exc:
+            self.log.error("could not give the modem a fresh key after unplug: %s", exc)
+
+    async def ready(self) -> None:
+        """Wait until the modem can match: a pending key change done, a key set."""
+        await self.open()
+        if self._leave_task is not None:
+            await asyncio.shield(self._leave_task)
+        if self.nmk is None:
+            await self.evse_set_key()
+
+    # --- matching ---------------------------------------------------------------------------------
+
+    def start_matcher(self) -> None:
+        """Start the state machine now (the controller calls it when the modem is ready)."""
+        assert self.matcher is not None
+        assert self._loop is not None
+        while not self._events.empty():
+            self._events.get_nowait()
+        self.matcher.start(self._loop.time())
+        self._flush()
+
+    def cp_state_changed(self, state: str) -> bool:
+        """Feed a control-pilot state to the state machine; True when matching should start."""
+        letter = parse_cp_state(state)
+        self.cp_state = letter
+        if self.matcher is None:  # not open yet: nothing is matching
+            return letter in "BCD"
+        loop = self._loop or asyncio.get_running_loop()
+        starts = self.matcher.cp_state_changed(letter, loop.time())
+        self._flush()
+        return starts
+
+    async def next_event(self) -> Event:
+        """The next event of the state machine (raises what broke the frame handling)."""
+        item = await self._events.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def wait_matched(self, timeout: Optional[float] = None) -> MatchResult:
+        """Wait until this EVSE is matched; MatchingFailedError when matching failed."""
+
+        async def wait() -> MatchResult:
+            while True:
+                if self.state is SessionState.MATCHED and self.last_result is not None:
+                    return self.last_result
+                if self.state is SessionState.FAILED:
+                    raise MatchingFailedError(f"EVSE {self.evse_id}: matching failed")
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    # --- the event loop side ------------------------------------------------------------------
+
+    def _on_frame(self, data: bytes, now: float) -> None:
+        for observer in self.frame_observers:
+            observer(data, now, False)
+        try:
+            frame = decode_frame(data)
+        except DecodeError as exc:
+            self.log.debug("undecodable frame ignored: %s", exc)
+            return
+        if frame.dst != self.evse_mac and not frame.dst.is_multicast:
+            return
+        message = frame.message
+        if isinstance(message, SetKeyCnf):
+            waiter = self._set_key_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+            else:
+                self.log.debug("unexpected CM_SET_KEY.CNF ignored")
+            return
+        if self.matcher is None:
+            return
+        try:
+            self.matcher.receive_frame(frame, now)
+            self._flush()
+        except Exception as exc:  # a bug must end the task loudly, not vanish in a callback
+            self._events.put_nowait(exc)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        if self.matcher is None or self._loop is None:
+            return
+        try:
+            self.matcher.handle_timer(self._loop.time())
+            self._flush()
+        except Exception as exc:
+            self._events.put_nowait(exc)
+
+    def _send_frame(self, frame: bytes) -> None:
+        self.socket.send(frame)
+        if self.frame_observers:
+            now = self._loop.time() if self._loop else 0.0
+            for observer in self.frame_observers:
+                observer(frame, now, True)
+
+    def _flush(self) -> None:
+        """Send what the state machine wants sent, apply its events, re-arm its timer."""
+        matcher = self.matcher
+        if matcher is None:
+            return
+        assert self.evse_mac is not None
+        outgoing: list[Outgoing] = matcher.frames_to_send()
+        for item in outgoing:
+            self._send_frame(item.message.to_frame(item.dst, self.evse_mac))
+        for event in matcher.events():
+            self._apply(event)
+            self._events.put_nowait(event)
+        self._arm_timer(matcher.deadline)
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, MatchingOngoing):
+            self._set_state(SessionState.MATCHING)
+            self.ev_mac, self.run_id = event.ev_mac, event.run_id
+        elif isinstance(event, Matched):
+            self.key_given_out = True
+            self.ev_mac, self.run_id = event.ev_mac, event.run_id
+            self.last_result = MatchResult(self.evse_id, event.ev_mac, event.run_id, event.nid)
+            self._set_state(SessionState.MATCHED)
+        elif isinstance(event, MatchingFailed):
+            self._set_state(SessionState.FAILED)
+        elif isinstance(event, Stopped):
+            self._set_state(SessionState.UNMATCHED)
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is not self.state:
+            self.state = state
+            if self._loop is not None:
+                self._changed.set()
+
+    def _arm_timer(self, deadline: Optional[float]) -> None:
+        if deadline == self._timer_deadline:
+            return
+        self._cancel_timer()
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_deadline = deadline
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_deadline = None
+
+
+class SlacSessionController:
+    """Turns control-pilot states into SLAC matching; subclass it and override the hooks.
+
+    Feed it :meth:`process_cp_state` from wherever the control pilot is read (GPIO, MQTT,
+    ...). The hooks are coroutines called from the matching task; by default they only log.
+    """
+
+    async def process_cp_state(self, session: SlacEvseSession, state: str) -> None:
+        """React to a control-pilot state ("A" to "F"; "B1", "C2" count by their letter).
+
+        B, C or D after A, E or F starts :meth:`start_matching` as a task named
+        ``slac-matching-<evse id>``. A stops it (and, if the EV got the key, leaves the
+        logical network in the background); E or F stop it only when matched.
+        """
+        letter = parse_cp_state(state)
+        previous = session.cp_state
+        starts = session.cp_state_changed(letter)
+        task = session.matching_task
+        running = task is not None and not task.done()
+        if starts:
+            if not running:
+                session.matching_task = asyncio.get_running_loop().create_task(
+                    self.start_matching(session), name=f"slac-matching-{session.evse_id}"
+                )
+            return
+        stop = letter == "A" or (letter in "EF" and session.state is SessionState.MATCHED)
+        if stop and running:
+            assert task is not None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if stop:
+            if session.key_given_out and session.config.reset_key_on_unplug:
+                session.schedule_leave()
+            session._set_state(SessionState.UNMATCHED)
+            session.ev_mac = session.run_id = None
+        elif previous != letter:
+            session.log.debug("control pilot %s (was %s)", letter, previous)
+
+    async def start_matching(self, session: SlacEvseSession) -> None:
+        """Run matching for one plug-in until it succeeds and ends, fails, or is cancelled."""
+        try:
+            await session.ready()
+            session.start_matcher()
+            await self.enable_hlc_charging(session.evse_id)
+            while True:
+                event = await session.next_event()
+                if isinstance(event, MatchingOngoing):
+                    await self.notify_matching_ongoing(session.evse_id)
+                elif isinstance(event, Matched):
+                    assert session.last_result is not None
+                    await self.notify_matched(session.evse_id, session.last_result)
+                elif isinstance(event, MatchingFailed):
+                    await self.notify_matching_failed(session.evse_id)
+                    return
+                elif isinstance(event, Stopped):
+                    return
+        except asyncio.CancelledError:
+            if session.matcher is not None and session._loop is not None:
+                session.matcher.stop(session._loop.time(), "matching task cancelled")
+                session._flush()
+            raise
+        except Exception:
+            session.log.exception("matching task failed")
+            if session.matcher is not None and session._loop is not None:
+                session.matcher.stop(session._loop.time(), "matching task failed")
+                session._flush()
+            session._set_state(SessionState.FAILED)
+            try:
+                await self.notify_matching_failed(session.evse_id)
+            except Exception:
+                session.log.exception("notify_matching_failed raised")
+
+    # --- hooks ------------------------------------------------------------------------------------
+
+    async def enable_hlc_charging(self, evse_id: str) -> None:
+        """The EVSE is ready to match: signal high-level communication (5 % PWM on the CP).
+
+        ISO 15118-3: the EV starts SLAC when it sees the 5 % duty cycle. Default: log only.
+        """
+        logger.info("EVSE %s: ready to match (set 5 %% PWM for HLC)", evse_id)
+
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
+        """An EV started matching (its first CM_SLAC_PARM.REQ arrived). Default: log only."""
+        logger.info("EVSE %s: matching ongoing", evse_id)
+
+    async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
+        """The EV got this EVSE's network key: ISO 15118-2/-20 can start. Default: log only.
+
+        ``await session.wait_matched()`` is the awaitable form of the same news.
+        """
+        logger.info("EVSE %s: matched with EV %s", evse_id, result.ev_mac)
+
+    async def notify_matching_failed(self, evse_id: str) -> None:
+        """Matching failed for this plug-in (or the task broke). Default: log only."""
+        logger.warning("EVSE %s: matching failed", evse_id)

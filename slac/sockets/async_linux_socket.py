@@ -1,0 +1,245 @@
+"""AF_PACKET raw sockets for asyncio: HomePlug AV frames (EtherType 0x88E1) on one interface.
+
+One :class:`RawSocket` per EVSE, open for the session's lifetime. Receiving is driven by the
+event loop (``add_reader``): every frame that arrives is handed to a callback at once, or
+queued (a bounded queue: under a flood the oldest frames go, memory stays flat) for
+:meth:`RawSocket.recv`. Frames this host sends itself are not looped back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from typing import Callable, Optional
+
+from slac.enums import ETH_TYPE_HPAV
+from slac.errors import TransportError
+from slac.utils import MacAddress
+
+logger = logging.getLogger(__name__)
+
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+PACKET_OUTGOING = 4
+MAX_FRAME = 1518
+#: Frames kept for recv() when nobody reads them (about 1.5 MB at most).
+DEFAULT_QUEUE_LIMIT = 1024
+
+ReceiveCallback = Callable[[bytes, float], None]
+
+
+def interface_is_up(interface: str) -> bool:
+    """Whether the interface has IFF_UP (administratively up)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", interface.encode()[:15], 0)
+        try:
+            result = fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, request)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise TransportError(_no_such_interface(interface)) from None
+            raise
+    flags = struct.unpack_from("16sH", result)[1]
+    return bool(flags & IFF_UP)
+
+
+def _no_such_interface(interface: str) -> str:
+    try:
+        known = ", ".join(sorted(os.listdir("/sys/class/net")))
+    except OSError:
+        known = "see `ip link`"
+    return f"network interface {interface!r} does not exist (interfaces here: {known})"
+
+
+def _permission_hint(interface: str, sudo_hint: str) -> str:
+    return f"opening a raw socket on {interface} needs root or CAP_NET_RAW; try {sudo_hint}"
+
+
+class RawSocket:
+    """A non-blocking AF_PACKET socket bound to ``interface`` and EtherType 0x88E1."""
+
+    def __init__(
+        self,
+        interface: str,
+        *,
+        ethertype: int = ETH_TYPE_HPAV,
+        sudo_hint: str = "`make run-local-sudo-single`",
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+    ) -> None:
+        self.interface = interface
+        self.ethertype = ethertype
+        self._sudo_hint = sudo_hint
+        self._sock: Optional[socket.socket] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._callback: Optional[ReceiveCallback] = None
+        self._queue: collections.deque[tuple[bytes, float]] = collections.deque(maxlen=queue_limit)
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._send_buffer: collections.deque[bytes] = collections.deque()
+        self.mac: MacAddress = MacAddress(bytes(6))
+        self.dropped = 0
+        self.received = 0
+        self.sent = 0
+        self.closed_reason: Optional[BaseException] = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def open(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> RawSocket:
+        """Open and bind the socket; raises :class:`TransportError` in plain words."""
+        if self._sock is not None:
+            return self
+        if not isinstance(self.interface, str) or not 0 < len(self.interface) < 16:
+            raise TransportError(f"{self.interface!r} is not a network interface name")
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ethertype))
+        except PermissionError:
+            raise TransportError(_permission_hint(self.interface, self._sudo_hint)) from None
+        try:
+            sock.bind((self.interface, self.ethertype))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.ENODEV:
+                raise TransportError(_no_such_interface(self.interface)) from None
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise TransportError(_permission_hint(self.interface, self._sudo_hint)) from None
+            raise TransportError(f"cannot bind a raw socket to {self.interface}: {exc}") from exc
+        if not interface_is_up(self.interface):
+            sock.close()
+            raise TransportError(
+                f"network interface {self.interface} is down; bring it up with "
+                f"`ip link set {self.interface} up`"
+            )
+        sock.setblocking(False)
+        self.mac = MacAddress(sock.getsockname()[4][:6])
+        self._sock = sock
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._on_readable)
+        logger.debug("raw socket open on %s (%s)", self.interface, self.mac)
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(sock.fileno())
+            if self._send_buffer:
+                self._loop.remove_writer(sock.fileno())
+        self._send_buffer.clear()
+        sock.close()
+        self._wake(TransportError(f"the raw socket on {self.interface} was closed"))
+
+    def fileno(self) -> int:
+        return -1 if self._sock is None else self._sock.fileno()
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def set_callback(self, callback: Optional[ReceiveCallback]) -> None:
+        """Hand every received frame (and its arrival time, loop clock) to ``callback``."""
+        self._callback = callback
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        loop = self._loop
+        assert loop is not None
+        for _ in range(64):  # bounded, so one busy interface cannot starve the loop
+            try:
+                data, address = sock.recvfrom(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._fail(exc)
+                return
+            if address[2] == PACKET_OUTGOING:
+                continue
+            self.received += 1
+            now = loop.time()
+            if self._callback is not None:
+                self._callback(data, now)
+            else:
+                if len(self._queue) == self._queue.maxlen:
+                    self.dropped += 1
+                self._queue.append((data, now))
+                self._wake(None)
+
+    def _fail(self, exc: OSError) -> None:
+        """The interface went away (deleted, or down): close and tell whoever waits."""
+        reason = TransportError(f"network interface {self.interface} failed: {exc.strerror}")
+        logger.warning("%s", reason)
+        self.closed_reason = reason
+        self.close()
+
+    def _wake(self, error: Optional[BaseException]) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    async def recv(self) -> tuple[bytes, float]:
+        """The next received frame and its arrival time (when no callback is set)."""
+        while not self._queue:
+            if self._sock is None:
+                raise self.closed_reason or TransportError(
+                    f"the raw socket on {self.interface} is closed"
+                )
+            loop = self._loop or asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            await self._waiter
+        return self._queue.popleft()
+
+    def drain_queue(self) -> None:
+        self._queue.clear()
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Send a frame now; if the kernel buffer is full it goes out when there is room."""
+        sock = self._sock
+        if sock is None:
+            raise self.closed_reason or TransportError(
+                f"the raw socket on {self.interface} is closed"
+            )
+        if not self._send_buffer:
+            try:
+                sock.send(frame)
+                self.sent += 1
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+                    self._fail(exc)
+                    raise self.closed_reason or TransportError(str(exc)) from exc
+                raise TransportError(f"sending on {self.interface} failed: {exc}") from exc
+            assert self._loop is not None
+            self._loop.add_writer(sock.fileno(), self._on_writable)
+        self._send_buffer.append(frame)
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while self._send_buffer:
+            try:
+                sock.send(self._send_buffer[0])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fail(exc)
+                return
+            self._send_buffer.popleft()
+            self.sent += 1
+        assert self._loop is not None
+        self._loop.remove_writer(sock.fileno())
