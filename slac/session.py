@@ -222,8 +222,8 @@ class SlacEvseSession(SlacSession):
             if cnf is None:
                 raise ModemTimeoutError(
                     f"the modem on {self.network_interface} did not answer CM_SET_KEY.REQ "
-                    f"({attempts} attempts, {waited:.1f} s): is the GreenPHY modem connected "
-                    "and powered?"
+                    f"({attempts} attempts, {waited:.1f} s); check that the GreenPHY modem is "
+                    "connected and powered"
                 )
             if cnf.result not in self.config.set_key_result_ok:
                 accepted = ", ".join(str(v) for v in self.config.set_key_result_ok)

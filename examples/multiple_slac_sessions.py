@@ -1,0 +1,18 @@
+"""Example: every EVSE of cs_configuration.json, one interface each, in one process.
+
+    python examples/multiple_slac_sessions.py [--config cs_configuration.json] [--env .env]
+
+Needs root or CAP_NET_RAW (raw sockets): ``make run-local-sudo-multiple``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from slac_handler import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], only_first=False, description=__doc__.splitlines()[0]))

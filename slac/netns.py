@@ -1,0 +1,171 @@
+"""Network namespaces and veth pairs: test hosts on one Linux machine (needs root).
+
+A raw socket belongs to the namespace it was created in, so :meth:`Netns.call` runs a
+function in a thread that has entered the namespace: sockets it opens stay there.
+Everything created is removed by :meth:`Netns.delete` / :meth:`VethPair.delete` (or the
+context managers), also after errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from typing import Callable, Optional, TypeVar
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+_counter = itertools.count()
+
+
+def can_create_namespaces() -> tuple[bool, str]:
+    """Whether this process can create namespaces and veth pairs, and if not, why."""
+    if os.geteuid() != 0:
+        return False, "needs root (network namespaces, veth pairs and raw sockets)"
+    if shutil.which("ip") is None:
+        return False, "needs the `ip` command (Debian package iproute2)"
+    return True, ""
+
+
+def unique_name(prefix: str) -> str:
+    """A name no other test run uses at the same time (at most 15 characters)."""
+    return f"{prefix}{os.getpid() % 100000}x{next(_counter)}"[:15]
+
+
+def ip(*args: str, netns: Optional[str] = None, check: bool = True) -> str:
+    command = ["ip"] + (["-n", netns] if netns else []) + list(args)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise OSError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+class Netns:
+    """A network namespace, with its loopback up."""
+
+    def __init__(self, name: Optional[str] = None) -> None:
+        self.name = name or unique_name("slacns")
+        self.created = False
+
+    def create(self) -> Netns:
+        ip("netns", "add", self.name)
+        self.created = True
+        ip("link", "set", "lo", "up", netns=self.name)
+        return self
+
+    def delete(self) -> None:
+        if self.created:
+            ip("netns", "delete", self.name, check=False)
+            self.created = False
+
+    def __enter__(self) -> Netns:
+        return self.create()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.delete()
+
+    def call(self, func: Callable[[], T]) -> T:
+        """Run ``func`` in a thread inside this namespace and return what it returns."""
+        box: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        errno = ctypes.get_errno()
+                        raise OSError(errno, f"setns({self.name}): {os.strerror(errno)}")
+                finally:
+                    os.close(fd)
+                box["value"] = func()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"netns-{self.name}")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        """``args`` run inside this namespace (for subprocess)."""
+        return ["ip", "netns", "exec", self.name, *args]
+
+
+class VethPair:
+    """Two connected virtual Ethernet interfaces, each end optionally in a namespace."""
+
+    def __init__(
+        self,
+        name_a: Optional[str] = None,
+        name_b: Optional[str] = None,
+        *,
+        netns_a: Optional[Netns] = None,
+        netns_b: Optional[Netns] = None,
+        mac_a: Optional[str] = None,
+        mac_b: Optional[str] = None,
+        disable_ipv6: bool = True,
+    ) -> None:
+        self.name_a = name_a or unique_name("slva")
+        self.name_b = name_b or unique_name("slvb")
+        self.netns_a = netns_a
+        self.netns_b = netns_b
+        self.mac_a = mac_a
+        self.mac_b = mac_b
+        self.disable_ipv6 = disable_ipv6
+        self.created = False
+
+    def create(self) -> VethPair:
+        args = ["link", "add", self.name_a]
+        if self.mac_a:
+            args += ["address", self.mac_a]
+        if self.netns_a:
+            args += ["netns", self.netns_a.name]
+        args += ["type", "veth", "peer", "name", self.name_b]
+        if self.mac_b:
+            args += ["address", self.mac_b]
+        if self.netns_b:
+            args += ["netns", self.netns_b.name]
+        ip(*args)
+        self.created = True
+        for name, ns in ((self.name_a, self.netns_a), (self.name_b, self.netns_b)):
+            nsname = ns.name if ns else None
+            if self.disable_ipv6:
+                self._sysctl(f"net.ipv6.conf.{name}.disable_ipv6=1", nsname)
+            ip("link", "set", name, "up", netns=nsname)
+        return self
+
+    @staticmethod
+    def _sysctl(setting: str, netns: Optional[str]) -> None:
+        command = ["sysctl", "-q", "-w", setting]
+        if netns:
+            command = ["ip", "netns", "exec", netns, *command]
+        subprocess.run(command, capture_output=True, check=False)
+
+    def set_up(self, end: str, up: bool) -> None:
+        name, ns = (self.name_a, self.netns_a) if end == "a" else (self.name_b, self.netns_b)
+        ip("link", "set", name, "up" if up else "down", netns=ns.name if ns else None)
+
+    def delete(self) -> None:
+        if self.created:
+            ip(
+                "link",
+                "delete",
+                self.name_a,
+                netns=self.netns_a.name if self.netns_a else None,
+                check=False,
+            )
+            self.created = False
+
+    def __enter__(self) -> VethPair:
+        return self.create()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.delete()

@@ -1,0 +1,124 @@
+"""Drive an EvseMatcher with a hand-moved clock (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional, TypeVar
+
+from slac.environment import Config
+from slac.fsm.events import Event, Outgoing
+from slac.fsm.evse import EvseMatcher
+from slac.messages import (
+    AttenCharRsp,
+    AttenProfileInd,
+    Frame,
+    Message,
+    MnbcSoundInd,
+    SlacMatchReq,
+    SlacParmReq,
+    StartAttenCharInd,
+    decode_frame,
+)
+from slac.utils import MacAddress
+
+E = TypeVar("E")
+
+EVSE_MAC = MacAddress("02:00:00:00:ee:01")
+MODEM_MAC = MacAddress("00:b0:52:00:ee:01")
+BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
+NMK = bytes(range(16))
+NID = bytes.fromhex("01020304050607")
+
+
+def ev_mac(n: int) -> MacAddress:
+    return MacAddress(bytes([0x02, 0, 0, 0, 0x10, n]))
+
+
+class Harness:
+    """A matcher, a clock, and everything it sent and reported."""
+
+    def __init__(self, config: Optional[Config] = None, start: bool = True) -> None:
+        self.config = config or Config()
+        self.matcher = EvseMatcher(EVSE_MAC, NMK, NID, self.config)
+        self.now = 1000.0
+        self.sent: list[Outgoing] = []
+        self.all_events: list[Event] = []
+        if start:
+            assert self.matcher.cp_state_changed("B", self.now)
+            self.matcher.start(self.now)
+            self._collect()
+
+    def _collect(self) -> None:
+        self.sent.extend(self.matcher.frames_to_send())
+        self.all_events.extend(self.matcher.events())
+
+    def feed(self, message: Message, src: MacAddress, dst: MacAddress = EVSE_MAC) -> list[Outgoing]:
+        """Deliver a frame now (through the real codec, as the socket would)."""
+        before = len(self.sent)
+        frame: Frame = decode_frame(message.to_frame(dst, src))
+        self.matcher.receive_frame(frame, self.now)
+        self._collect()
+        return self.sent[before:]
+
+    def advance(self, seconds: float) -> list[Outgoing]:
+        """Move the clock, firing every deadline on the way, in order."""
+        before = len(self.sent)
+        target = self.now + seconds
+        while self.matcher.deadline is not None and self.matcher.deadline <= target:
+            self.now = max(self.now, self.matcher.deadline)
+            self.matcher.handle_timer(self.now)
+            self._collect()
+        self.now = target
+        return self.sent[before:]
+
+    def cp(self, state: str) -> bool:
+        starts = self.matcher.cp_state_changed(state, self.now)
+        if starts:
+            self.matcher.start(self.now)
+        self._collect()
+        return starts
+
+    def events_of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.all_events if isinstance(e, kind)]
+
+    def sent_of(self, kind: type, dst: Optional[MacAddress] = None) -> list[Outgoing]:
+        return [
+            o for o in self.sent if isinstance(o.message, kind) and (dst is None or o.dst == dst)
+        ]
+
+    # --- an EV's side, step by step -------------------------------------------------------
+
+    def parm(self, ev: MacAddress, run_id: bytes) -> list[Outgoing]:
+        return self.feed(SlacParmReq(run_id=run_id), ev, BROADCAST)
+
+    def start_atten(self, ev: MacAddress, run_id: bytes, copies: int = 3) -> None:
+        for _ in range(copies):
+            self.feed(StartAttenCharInd(forwarding_sta=ev, run_id=run_id), ev, BROADCAST)
+
+    def sound(self, ev: MacAddress, run_id: bytes, remaining: int, aag: Sequence[int]) -> None:
+        self.feed(MnbcSoundInd(remaining_sounds=remaining, run_id=run_id), ev, BROADCAST)
+        self.feed(AttenProfileInd(pev_mac=ev, aag=tuple(aag)), MODEM_MAC)
+
+    def rsp(self, ev: MacAddress, run_id: bytes) -> None:
+        self.feed(AttenCharRsp(source_address=ev, run_id=run_id), ev)
+
+    def match_req(
+        self, ev: MacAddress, run_id: bytes, evse: MacAddress = EVSE_MAC
+    ) -> list[Outgoing]:
+        return self.feed(SlacMatchReq(pev_mac=ev, evse_mac=evse, run_id=run_id), ev)
+
+    def sounding(
+        self, ev: MacAddress, run_id: bytes, profiles: Sequence[Sequence[int]], gap: float = 0.02
+    ) -> None:
+        """CM_START_ATTEN_CHAR.IND x3 and one sound + profile per entry, ``gap`` apart."""
+        self.start_atten(ev, run_id)
+        n = len(profiles)
+        for i, aag in enumerate(profiles):
+            self.advance(gap)
+            self.sound(ev, run_id, n - 1 - i, aag)
+
+    def full_match(self, ev: MacAddress, run_id: bytes, atten: int = 20) -> None:
+        self.parm(ev, run_id)
+        self.sounding(ev, run_id, [[atten] * 58] * 10)
+        self.rsp(ev, run_id)
+        self.match_req(ev, run_id)
