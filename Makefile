@@ -26,8 +26,9 @@ lint: ## ruff and mypy (strict)
 	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-bench: ## Benchmarks: codec operations per second against scapy
+bench: ## Benchmarks: codecs against scapy; EVSE response times over veth (root)
 	$(PY) benchmarks/codecs.py
+	$(PY) benchmarks/latency.py
 
 run-local-single: ## Example: one EVSE (cs_configuration.json, .env.dev.local)
 	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,11 +41,23 @@ from slac.utils import MacAddress
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 MODEM_MAC = MacAddress("00:b0:52:12:34:56")
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_CMSG_SPACE = socket.CMSG_SPACE(16)
+
+
+def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive timestamp (CLOCK_REALTIME), else the time now."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec / 1e9
+    return time.time()
 
 
 @dataclass
 class EvOutcome:
-    """What the scripted EV saw, with the timings (seconds, the peer's clock)."""
+    """What the scripted EV saw, with the timings in seconds: the time a request was sent
+    (taken just before the send call) to the kernel's receive timestamp of the answer."""
 
     parm_cnf: Optional[SlacParmCnf] = None
     atten_char: Optional[AttenCharInd] = None
@@ -79,12 +92,13 @@ class ScriptedPeer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._inbox: collections.deque[tuple[Frame, float]] = collections.deque()
         self._arrived: Optional[asyncio.Event] = None
-        self.log: list[tuple[float, str, Frame]] = []
+        self.log: list[tuple[float, str, bytes]] = []
 
     async def start(self) -> ScriptedPeer:
         def open_socket() -> socket.socket:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_TYPE_HPAV))
             sock.bind((self.interface, ETH_TYPE_HPAV))
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
             return sock
 
@@ -106,24 +120,24 @@ class ScriptedPeer:
         assert self._sock is not None
         frame = message.to_frame(dst, src or self.ev_mac)
         self._sock.send(frame)
-        self.log.append((time.monotonic(), "tx", decode_frame(frame)))
+        self.log.append((time.time(), "tx", frame))
 
     def _readable(self) -> None:
         assert self._sock is not None
         assert self._arrived is not None
         while True:
             try:
-                data, address = self._sock.recvfrom(2048)
+                data, ancillary, _flags, address = self._sock.recvmsg(2048, _CMSG_SPACE)
             except BlockingIOError:
                 break
             if address[2] == PACKET_OUTGOING:
                 continue
-            now = time.monotonic()
+            now = _kernel_time(ancillary)
             try:
                 frame = decode_frame(data)
             except Exception:
                 continue
-            self.log.append((now, "rx", frame))
+            self.log.append((now, "rx", data))
             if isinstance(frame.message, SetKeyReq) and frame.dst == PLC_LOCAL_MAC:
                 self._answer_set_key(frame)
                 continue
@@ -147,13 +161,13 @@ class ScriptedPeer:
     ) -> tuple[Frame, float]:
         """The next received frame of this message type (others are dropped)."""
         assert self._arrived is not None
-        deadline = time.monotonic() + timeout
+        deadline = time.time() + timeout
         while True:
             while self._inbox:
                 frame, at = self._inbox.popleft()
                 if isinstance(frame.message, kind):
                     return frame, at
-            remaining = deadline - time.monotonic()
+            remaining = deadline - time.time()
             if remaining <= 0:
                 raise AssertionError(f"no {kind!r} within {timeout} s")
             self._arrived.clear()
@@ -178,10 +192,10 @@ class ScriptedPeer:
         out = EvOutcome()
         ev = self.ev_mac
         self.drain()
-        first_parm = time.monotonic()
+        first_parm = time.time()
         answer: Optional[tuple[Frame, float]] = None
         for _ in range(parm_tries):
-            sent = time.monotonic()
+            sent = time.time()
             self.send(SlacParmReq(run_id=run_id), BROADCAST)
             try:
                 answer = await self.expect(SlacParmCnf, timeout=0.3)
@@ -210,7 +224,7 @@ class ScriptedPeer:
         for i in range(sounds):
             await asyncio.sleep(interval)
             self.send(MnbcSoundInd(remaining_sounds=sounds - 1 - i, run_id=run_id), BROADCAST)
-            last_sound = time.monotonic()
+            last_sound = time.time()  # the last sound's profile follows at once
             self.send(AttenProfileInd(pev_mac=ev, aag=tuple(attenuations)), evse, MODEM_MAC)
         frame, at = await self.expect(AttenCharInd, timeout=2.0)
         ind = frame.message
@@ -226,7 +240,7 @@ class ScriptedPeer:
         if rsp:
             self.send(AttenCharRsp(source_address=ev, run_id=run_id), evse)
 
-        sent = time.monotonic()
+        sent = time.time()
         self.send(SlacMatchReq(pev_mac=ev, evse_mac=evse, run_id=run_id), evse)
         while True:
             frame, at = await self.expect((SlacMatchCnf, AttenCharInd), timeout=2.0)
