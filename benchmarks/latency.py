@@ -22,10 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slac import Config, SlacEvseSession, SlacSessionController  # noqa: E402
-from slac.netns import Netns, VethPair, can_create_namespaces  # noqa: E402
-from slac.utils import MacAddress  # noqa: E402
-from tests.peer import ScriptedPeer  # noqa: E402
+from slac import Config, SlacEvseSession, SlacSessionController
+from slac.netns import Netns, VethPair, can_create_namespaces
+from slac.utils import MacAddress
+from tests.peer import ScriptedPeer
 
 EV_MAC = MacAddress("02:00:00:00:40:01")
 
@@ -99,8 +99,10 @@ def main() -> int:
         print(f"latency benchmark skipped: {why}", file=sys.stderr)
         return 0
     figures = asyncio.run(measure(args.matches))
-    print(f"EVSE response times over veth, {args.matches} matches, Python "
-          f"{platform.python_version()} ({platform.machine()})")
+    print(
+        f"EVSE response times over veth, {args.matches} matches, Python "
+        f"{platform.python_version()} ({platform.machine()})"
+    )
     print(f"{'':<24}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     rows = {}
     for name, values in figures.items():

@@ -50,7 +50,7 @@ def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = struct.unpack("qq", data[:16])
-            return sec + nsec / 1e9
+            return float(sec) + float(nsec) / 1e9
     return time.time()
 
 

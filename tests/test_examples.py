@@ -41,14 +41,24 @@ async def run_example(script: str, config: Path, env: Path, n_evs: int) -> None:
         for link in links:
             peers.append(await ScriptedPeer(link.netns, link.peer_if, link.ev_mac).start())
         config.write_text(
-            config.read_text().replace("IFACE0", links[0].evse_if).replace(
-                "IFACE1", links[-1].evse_if
-            )
+            config.read_text()
+            .replace("IFACE0", links[0].evse_if)
+            .replace("IFACE1", links[-1].evse_if)
         )
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples" / script), "--config", str(config),
-            "--env", str(env), "--cp-delay", "0.2", "--hold", "0.3",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            str(ROOT / "examples" / script),
+            "--config",
+            str(config),
+            "--env",
+            str(env),
+            "--cp-delay",
+            "0.2",
+            "--hold",
+            "0.3",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         outcomes = await asyncio.gather(
             *(p.run_ev(bytes([i]) * 8, parm_tries=40) for i, p in enumerate(peers, start=1))
@@ -96,9 +106,15 @@ async def test_bad_configuration_file_gives_one_clear_line(
     env = tmp_path / "e.env"
     env.write_text("")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples" / "multiple_slac_sessions.py"),
-        "--config", str(config), "--env", str(env),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        str(ROOT / "examples" / "multiple_slac_sessions.py"),
+        "--config",
+        str(config),
+        "--env",
+        str(env),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 2
