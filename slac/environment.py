@@ -74,6 +74,10 @@ class Config:
     set_key_result_ok: tuple[int, ...] = (enums.SET_KEY_RESULT_QCA_SUCCESS,)
     #: Give the modem a fresh key (leave the logical network) when the EV leaves.
     reset_key_on_unplug: bool = True
+    #: After a match, ask the modem for its link status this often (0: never).
+    link_check_period: float = 1.0
+    #: TT_match_join: the EV's modem must join the logical network within this time.
+    link_join_timeout: float = enums.TT_MATCH_JOIN
     log_level: str = "INFO"
     #: Where the values came from (the .env file read, if any); for messages only.
     env_file: Optional[str] = field(default=None, compare=False)
@@ -299,6 +303,27 @@ VARIABLES: tuple[Variable, ...] = (
         "false spares the modem's flash",
         lambda env, n, d: env.bool(n, d),
         "true",
+    ),
+    Variable(
+        "LINK_CHECK_PERIOD",
+        "link_check_period",
+        "s",
+        "After a match, ask the modem for its link status (VS_PL_LINK_STATUS) this often; a "
+        "lost link is reported (notify_link_lost) and matching starts again; 0 turns "
+        "supervision off",
+        _seconds,
+        "1",
+        _not_negative,
+    ),
+    Variable(
+        "LINK_JOIN_TIMEOUT",
+        "link_join_timeout",
+        "s",
+        "TT_match_join: the EV's modem must join the logical network within this time after "
+        "CM_SLAC_MATCH.CNF",
+        _seconds,
+        "12",
+        _positive,
     ),
     Variable(
         "LOG_LEVEL",

@@ -22,19 +22,18 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Optional, Union
 
-from slac.enums import PLC_LOCAL_MAC
 from slac.environment import Config
-from slac.errors import DecodeError, ModemError, ModemTimeoutError, SlacError
+from slac.errors import SlacError
 from slac.fsm.events import (
     Event,
     Matched,
     MatchingFailed,
     MatchingOngoing,
-    Outgoing,
     Stopped,
 )
 from slac.fsm.evse import EvseMatcher, parse_cp_state
-from slac.messages import SetKeyCnf, SetKeyReq, decode_frame
+from slac.host import ModemHost
+from slac.messages import Frame
 from slac.sockets.async_linux_socket import RawSocket
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 
@@ -115,27 +114,27 @@ class SlacEvseSession(SlacSession):
     ) -> None:
         super().__init__(evse_id, network_interface, config)
         self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
-        self.socket = RawSocket(network_interface)
+        self.host = ModemHost(network_interface, self._on_frame, self.log)
         self._token_bytes = token_bytes
         self.matcher: Optional[EvseMatcher] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._timer: Optional[asyncio.TimerHandle] = None
-        self._timer_deadline: Optional[float] = None
         # Created in open(), inside the running loop (Python 3.9 binds them at creation).
         self._events: asyncio.Queue[Union[Event, BaseException]]
         self._changed: asyncio.Event
         self._key_lock: asyncio.Lock
-        self._set_key_waiter: Optional[asyncio.Future[SetKeyCnf]] = None
         self._leave_task: Optional[asyncio.Task[None]] = None
         self.key_given_out = False
         self.last_result: Optional[MatchResult] = None
-        self.frame_observers: list[Callable[[bytes, float, bool], None]] = []
+
+    @property
+    def socket(self) -> RawSocket:
+        return self.host.socket
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Open the raw socket (idempotent). Raises TransportError in plain words."""
-        if self.socket.is_open:
+        if self.host.is_open:
             return
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
@@ -143,10 +142,10 @@ class SlacEvseSession(SlacSession):
             self._events = asyncio.Queue()
             self._changed = asyncio.Event()
             self._key_lock = asyncio.Lock()
-        self.socket.open(self._loop)
-        self.socket.set_callback(self._on_frame)
-        self.evse_mac = self.socket.mac
+        self.host.open()
+        self.evse_mac = self.host.mac
         if self.matcher is None:
+            assert self.evse_mac is not None
             self.matcher = EvseMatcher(
                 self.evse_mac,
                 nmk=self.nmk or bytes(16),
@@ -160,17 +159,12 @@ class SlacEvseSession(SlacSession):
         for task in (self.matching_task, self._leave_task):
             if task is not None and not task.done():
                 task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-                except Exception:  # already reported by the task itself
-                    pass
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task  # a failure was already reported by the task itself
         if self.matcher is not None and self._loop is not None:
             self.matcher.stop(self._loop.time(), "session closed")
             self._flush()
-        self._cancel_timer()
-        self.socket.close()
+        self.host.close()
 
     async def __aenter__(self) -> SlacEvseSession:
         await self.open()
@@ -191,47 +185,16 @@ class SlacEvseSession(SlacSession):
         :class:`ModemError` (refused); the old key stays in place then.
         """
         await self.open()
-        assert self._loop is not None
-        assert self.evse_mac is not None
         async with self._key_lock:
             nmk = generate_nmk(self._token_bytes)
             nid = nid_from_nmk(nmk)
-            frame = SetKeyReq(nid=nid, new_key=nmk).to_frame(PLC_LOCAL_MAC, self.evse_mac)
-            timeout = self.config.set_key_timeout
-            attempts = 1 + self.config.set_key_retries
-            waited = 0.0
-            cnf: Optional[SetKeyCnf] = None
-            for attempt in range(1, attempts + 1):
-                waiter: asyncio.Future[SetKeyCnf] = self._loop.create_future()
-                self._set_key_waiter = waiter
-                self._send_frame(frame)
-                try:
-                    cnf = await asyncio.wait_for(waiter, timeout)
-                    break
-                except asyncio.TimeoutError:
-                    waited += timeout
-                    self.log.warning(
-                        "no CM_SET_KEY.CNF from the modem within %.1f s (attempt %d/%d)",
-                        timeout,
-                        attempt,
-                        attempts,
-                    )
-                    timeout *= 2
-                finally:
-                    self._set_key_waiter = None
-            if cnf is None:
-                raise ModemTimeoutError(
-                    f"the modem on {self.network_interface} did not answer CM_SET_KEY.REQ "
-                    f"({attempts} attempts, {waited:.1f} s); check that the GreenPHY modem is "
-                    "connected and powered"
-                )
-            if cnf.result not in self.config.set_key_result_ok:
-                accepted = ", ".join(str(v) for v in self.config.set_key_result_ok)
-                raise ModemError(
-                    f"the modem on {self.network_interface} refused the key: CM_SET_KEY.CNF "
-                    f"Result {cnf.result} (accepted: {accepted}; set SET_KEY_RESULT_OK if "
-                    "this modem reports success differently)"
-                )
+            await self.host.set_modem_key(
+                nmk,
+                nid,
+                timeout=self.config.set_key_timeout,
+                retries=self.config.set_key_retries,
+                accepted=self.config.set_key_result_ok,
+            )
             self.nmk, self.nid = nmk, nid
             self.key_given_out = False
             if self.matcher is not None:
@@ -270,6 +233,10 @@ class SlacEvseSession(SlacSession):
         if self.nmk is None:
             await self.evse_set_key()
 
+    async def link_is_up(self) -> Optional[bool]:
+        """The modem's VS_PL_LINK_STATUS: True in a logical network, None without answer."""
+        return await self.host.link_status(timeout=self.config.set_key_timeout)
+
     # --- matching ---------------------------------------------------------------------------------
 
     def start_matcher(self) -> None:
@@ -280,6 +247,11 @@ class SlacEvseSession(SlacSession):
             self._events.get_nowait()
         self.matcher.start(self._loop.time())
         self._flush()
+
+    def stop_matcher(self, reason: str) -> None:
+        if self.matcher is not None and self._loop is not None:
+            self.matcher.stop(self._loop.time(), reason)
+            self._flush()
 
     def cp_state_changed(self, state: str) -> bool:
         """Feed a control-pilot state to the state machine; True when matching should start."""
@@ -292,9 +264,15 @@ class SlacEvseSession(SlacSession):
         self._flush()
         return starts
 
-    async def next_event(self) -> Event:
-        """The next event of the state machine (raises what broke the frame handling)."""
-        item = await self._events.get()
+    async def next_event(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event of the state machine; None after ``timeout`` seconds without one.
+
+        Raises what broke the frame handling, if anything did.
+        """
+        try:
+            item = await asyncio.wait_for(self._events.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
         if isinstance(item, BaseException):
             raise item
         return item
@@ -315,24 +293,7 @@ class SlacEvseSession(SlacSession):
 
     # --- the event loop side ------------------------------------------------------------------
 
-    def _on_frame(self, data: bytes, now: float) -> None:
-        for observer in self.frame_observers:
-            observer(data, now, False)
-        try:
-            frame = decode_frame(data)
-        except DecodeError as exc:
-            self.log.debug("undecodable frame ignored: %s", exc)
-            return
-        if frame.dst != self.evse_mac and not frame.dst.is_multicast:
-            return
-        message = frame.message
-        if isinstance(message, SetKeyCnf):
-            waiter = self._set_key_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(message)
-            else:
-                self.log.debug("unexpected CM_SET_KEY.CNF ignored")
-            return
+    def _on_frame(self, frame: Frame, now: float) -> None:
         if self.matcher is None:
             return
         try:
@@ -342,8 +303,6 @@ class SlacEvseSession(SlacSession):
             self._events.put_nowait(exc)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_deadline = None
         if self.matcher is None or self._loop is None:
             return
         try:
@@ -352,26 +311,17 @@ class SlacEvseSession(SlacSession):
         except Exception as exc:
             self._events.put_nowait(exc)
 
-    def _send_frame(self, frame: bytes) -> None:
-        self.socket.send(frame)
-        if self.frame_observers:
-            now = self._loop.time() if self._loop else 0.0
-            for observer in self.frame_observers:
-                observer(frame, now, True)
-
     def _flush(self) -> None:
         """Send what the state machine wants sent, apply its events, re-arm its timer."""
         matcher = self.matcher
         if matcher is None:
             return
-        assert self.evse_mac is not None
-        outgoing: list[Outgoing] = matcher.frames_to_send()
-        for item in outgoing:
-            self._send_frame(item.message.to_frame(item.dst, self.evse_mac))
+        for item in matcher.frames_to_send():
+            self.host.send(item.message, item.dst)
         for event in matcher.events():
             self._apply(event)
             self._events.put_nowait(event)
-        self._arm_timer(matcher.deadline)
+        self.host.arm_timer(matcher.deadline, self._on_timer)
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, MatchingOngoing):
@@ -392,20 +342,6 @@ class SlacEvseSession(SlacSession):
             self.state = state
             if self._loop is not None:
                 self._changed.set()
-
-    def _arm_timer(self, deadline: Optional[float]) -> None:
-        if deadline == self._timer_deadline:
-            return
-        self._cancel_timer()
-        if deadline is not None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            self._timer_deadline = deadline
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_deadline = None
 
 
 class SlacSessionController:
@@ -448,33 +384,45 @@ class SlacSessionController:
             session.log.debug("control pilot %s (was %s)", letter, previous)
 
     async def start_matching(self, session: SlacEvseSession) -> None:
-        """Run matching for one plug-in until it succeeds and ends, fails, or is cancelled."""
+        """Run matching for one plug-in: until it fails, or until cancelled (unplug).
+
+        Once matched, the task supervises the link (VS_PL_LINK_STATUS every
+        ``link_check_period``): when the EV's modem is gone, :meth:`notify_link_lost` is
+        called, the EVSE leaves the logical network and matching starts again.
+        """
         try:
             await session.ready()
             session.start_matcher()
             await self.enable_hlc_charging(session.evse_id)
+            link = _LinkWatch(session)
             while True:
-                event = await session.next_event()
+                event = await session.next_event(timeout=link.next_check_in())
+                if event is None:
+                    if await link.lost():
+                        await self.notify_link_lost(session.evse_id)
+                        session.stop_matcher("link lost")
+                        await session.leave_logical_network()
+                        session.start_matcher()
+                    continue
                 if isinstance(event, MatchingOngoing):
                     await self.notify_matching_ongoing(session.evse_id)
                 elif isinstance(event, Matched):
+                    link.matched()
                     assert session.last_result is not None
                     await self.notify_matched(session.evse_id, session.last_result)
                 elif isinstance(event, MatchingFailed):
                     await self.notify_matching_failed(session.evse_id)
                     return
                 elif isinstance(event, Stopped):
-                    return
+                    link.stopped()
+                    if event.reason != "link lost":
+                        return
         except asyncio.CancelledError:
-            if session.matcher is not None and session._loop is not None:
-                session.matcher.stop(session._loop.time(), "matching task cancelled")
-                session._flush()
+            session.stop_matcher("matching task cancelled")
             raise
         except Exception:
             session.log.exception("matching task failed")
-            if session.matcher is not None and session._loop is not None:
-                session.matcher.stop(session._loop.time(), "matching task failed")
-                session._flush()
+            session.stop_matcher("matching task failed")
             session._set_state(SessionState.FAILED)
             try:
                 await self.notify_matching_failed(session.evse_id)
@@ -504,3 +452,71 @@ class SlacSessionController:
     async def notify_matching_failed(self, evse_id: str) -> None:
         """Matching failed for this plug-in (or the task broke). Default: log only."""
         logger.warning("EVSE %s: matching failed", evse_id)
+
+    async def notify_link_lost(self, evse_id: str) -> None:
+        """The matched EV's modem left the logical network. Default: log only.
+
+        The EVSE then leaves the network itself (a fresh key) and matches again.
+        """
+        logger.warning("EVSE %s: link to the EV lost", evse_id)
+
+
+class _LinkWatch:
+    """When to ask the modem for its link status after a match, and what the answers mean.
+
+    Until the link is first seen up, TT_match_join (``link_join_timeout``) applies; after
+    that, two polls in a row without a link mean it is lost. A modem that never answers
+    VS_PL_LINK_STATUS is not supervised (one warning says so).
+    """
+
+    def __init__(self, session: SlacEvseSession) -> None:
+        self.session = session
+        self.period = session.config.link_check_period
+        self.active = False
+        self.seen_up = False
+        self.misses = 0
+        self.answered = False
+        self.since = 0.0
+
+    def matched(self) -> None:
+        self.active = self.period > 0
+        self.seen_up = False
+        self.misses = 0
+        self.since = asyncio.get_running_loop().time()
+
+    def stopped(self) -> None:
+        self.active = False
+
+    def next_check_in(self) -> Optional[float]:
+        return self.period if self.active else None
+
+    async def lost(self) -> bool:
+        if not self.active:
+            return False
+        status = await self.session.link_is_up()
+        now = asyncio.get_running_loop().time()
+        if status is None and not self.answered:
+            if now - self.since > self.session.config.link_join_timeout:
+                self.session.log.warning(
+                    "the modem does not answer VS_PL_LINK_STATUS: link supervision off"
+                )
+                self.active = False
+            return False
+        self.answered = True
+        if status:
+            if not self.seen_up:
+                self.session.log.info("link to the EV is up")
+            self.seen_up = True
+            self.misses = 0
+            return False
+        if not self.seen_up:
+            if now - self.since > self.session.config.link_join_timeout:
+                self.session.log.warning("the EV did not join within TT_match_join")
+                self.active = False
+                return True
+            return False
+        self.misses += 1
+        if self.misses >= 2:
+            self.active = False
+            return True
+        return False
