@@ -39,10 +39,11 @@ class ModemHost:
         log: Log,
         *,
         sudo_hint: str = "`make run-local-sudo-single`",
+        netns: Optional[str] = None,
     ) -> None:
         self.interface = interface
         self.log = log
-        self.socket = RawSocket(interface, sudo_hint=sudo_hint)
+        self.socket = RawSocket(interface, sudo_hint=sudo_hint, netns=netns)
         self.mac: Optional[MacAddress] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._on_frame_cb = on_frame

@@ -373,7 +373,11 @@ class StartAttenCharInd(Message):
 
 @dataclass(frozen=True)
 class MnbcSoundInd(Message):
-    """CM_MNBC_SOUND.IND: one M-sound from the EV; ``remaining_sounds`` counts down to 0."""
+    """CM_MNBC_SOUND.IND: one M-sound from the EV; ``remaining_sounds`` counts down to 0.
+
+    Decoding accepts a cut-off random field (open-plc-utils' PEV sends 64-byte frames that
+    end 7 bytes into it); the missing bytes read as zeros.
+    """
 
     MMTYPE: ClassVar[int] = MMType.CM_MNBC_SOUND_IND
     _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -383,7 +387,6 @@ class MnbcSoundInd(Message):
         ("remaining_sounds", "B"),
         ("run_id", "8s"),
         ("reserved", "8s"),
-        ("random", "16s"),
     )
     remaining_sounds: int
     run_id: bytes
@@ -393,6 +396,16 @@ class MnbcSoundInd(Message):
     random: bytes = bytes(16)
     application_type: int = APPLICATION_TYPE_PEV_EVSE
     security_type: int = SECURITY_TYPE_NONE
+
+    def _validate(self) -> None:
+        _check_bytes("random", self.random, 16)
+
+    def _pack_tail(self) -> bytes:
+        return self.random
+
+    @classmethod
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
+        return {"random": bytes(rest[:16]).ljust(16, b"\x00")}
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ class VethPair:
         mac_a: Optional[str] = None,
         mac_b: Optional[str] = None,
         disable_ipv6: bool = True,
+        ipv6_a: Optional[bool] = None,
+        ipv6_b: Optional[bool] = None,
     ) -> None:
         self.name_a = name_a or unique_name("slva")
         self.name_b = name_b or unique_name("slvb")
@@ -119,7 +121,10 @@ class VethPair:
         self.netns_b = netns_b
         self.mac_a = mac_a
         self.mac_b = mac_b
-        self.disable_ipv6 = disable_ipv6
+        # IPv6 per end: off unless asked for (then without duplicate address detection, so
+        # that the link-local address works at once)
+        self.ipv6_a = (not disable_ipv6) if ipv6_a is None else ipv6_a
+        self.ipv6_b = (not disable_ipv6) if ipv6_b is None else ipv6_b
         self.created = False
 
     def create(self) -> VethPair:
@@ -135,9 +140,15 @@ class VethPair:
             args += ["netns", self.netns_b.name]
         ip(*args)
         self.created = True
-        for name, ns in ((self.name_a, self.netns_a), (self.name_b, self.netns_b)):
+        for name, ns, ipv6 in (
+            (self.name_a, self.netns_a, self.ipv6_a),
+            (self.name_b, self.netns_b, self.ipv6_b),
+        ):
             nsname = ns.name if ns else None
-            if self.disable_ipv6:
+            if ipv6:
+                self._sysctl(f"net.ipv6.conf.{name}.accept_dad=0", nsname)
+                self._sysctl(f"net.ipv6.conf.{name}.disable_ipv6=0", nsname)
+            else:
                 self._sysctl(f"net.ipv6.conf.{name}.disable_ipv6=1", nsname)
             ip("link", "set", name, "up", netns=nsname)
         return self

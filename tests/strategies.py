@@ -13,6 +13,7 @@ from slac.messages import (
     AttenCharInd,
     AttenProfileInd,
     Message,
+    MnbcSoundInd,
     SlacParmCnf,
     SlacParmReq,
     VsSwVerCnf,
@@ -36,6 +37,8 @@ def _layout_strategy(code: str) -> st.SearchStrategy[Any]:
 def _extra(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
     if cls in (AttenProfileInd, AttenCharInd):
         return {"aag": byte_lists}
+    if cls is MnbcSoundInd:
+        return {"random": st.binary(min_size=16, max_size=16)}
     if cls is AmpMapReq:
         return {"amplitudes": st.lists(st.integers(0, 15), max_size=1200).map(tuple)}
     if cls is VsSwVerCnf:

@@ -311,3 +311,13 @@ def test_message_names_follow_the_standard() -> None:
     assert SlacParmReq(run_id=RUN_ID).name == "CM_SLAC_PARM.REQ"
     assert VsPlLinkStatusCnf(link_status=0).name == "VS_PL_LINK_STATUS.CNF"
     assert not VsPlLinkStatusCnf(link_status=0).linked
+
+
+def test_opu_pev_sound_with_cut_off_random_field_decodes() -> None:
+    """open-plc-utils' PEV sends 64-byte CM_MNBC_SOUND.IND frames (45 payload bytes)."""
+    full = MnbcSoundInd(remaining_sounds=3, run_id=RUN_ID, random=bytes(range(1, 17)))
+    frame = full.to_frame(MacAddress("ff:ff:ff:ff:ff:ff"), EV)[:64]
+    message = decode_frame(frame).message
+    assert isinstance(message, MnbcSoundInd)
+    assert (message.remaining_sounds, message.run_id) == (3, RUN_ID)
+    assert message.random == bytes(range(1, 10)) + bytes(7)

@@ -13,7 +13,8 @@ One attempt:
 2. SOUNDING: three CM_START_ATTEN_CHAR.IND, then NUM_SOUNDS CM_MNBC_SOUND.IND,
    TP_EV_batch_msg_interval apart. TT_EV_atten_results starts with the first indication.
 3. RESULTS: every CM_ATTEN_CHAR.IND with this RunID is answered with CM_ATTEN_CHAR.RSP and
-   kept, until TT_EV_atten_results ends.
+   kept, until TT_EV_atten_results ends, or sooner once every EVSE that confirmed the
+   parameters has sent its results.
 4. The EVSE with the lowest average attenuation under ``atten_limit`` is chosen.
 5. MATCH: CM_SLAC_MATCH.REQ to it, resent every TT_match_response up to C_EV_match_retry
    times; CM_SLAC_MATCH.CNF gives the NID and NMK to set in the EV's modem.
@@ -257,6 +258,8 @@ class EvMatcher:
         else:
             self.state = EvState.RESULTS
             self._deadline = max(self._results_deadline, now)
+            if self._all_reported():
+                self._choose(now)
 
     def _on_atten_char(self, frame: Frame, ind: AttenCharInd, now: float) -> None:
         if ind.run_id != self.run_id or self.state not in (

@@ -70,8 +70,11 @@ class RawSocket:
         ethertype: int = ETH_TYPE_HPAV,
         sudo_hint: str = "`make run-local-sudo-single`",
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        netns: Optional[str] = None,
     ) -> None:
         self.interface = interface
+        #: Open the socket inside this network namespace (test hosts); None: this one.
+        self.netns = netns
         self.ethertype = ethertype
         self._sudo_hint = sudo_hint
         self._sock: Optional[socket.socket] = None
@@ -94,6 +97,22 @@ class RawSocket:
             return self
         if not isinstance(self.interface, str) or not 0 < len(self.interface) < 16:
             raise TransportError(f"{self.interface!r} is not a network interface name")
+        if self.netns is not None:
+            from slac.netns import Netns
+
+            sock = Netns(self.netns).call(self._open_socket)
+        else:
+            sock = self._open_socket()
+        sock.setblocking(False)
+        self.mac = MacAddress(sock.getsockname()[4][:6])
+        self._sock = sock
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._on_readable)
+        logger.debug("raw socket open on %s (%s)", self.interface, self.mac)
+        return self
+
+    def _open_socket(self) -> socket.socket:
+        """Create and bind the socket, in the calling thread's network namespace."""
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ethertype))
         except PermissionError:
@@ -113,13 +132,7 @@ class RawSocket:
                 f"network interface {self.interface} is down; bring it up with "
                 f"`ip link set {self.interface} up`"
             )
-        sock.setblocking(False)
-        self.mac = MacAddress(sock.getsockname()[4][:6])
-        self._sock = sock
-        self._loop = loop or asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._on_readable)
-        logger.debug("raw socket open on %s (%s)", self.interface, self.mac)
-        return self
+        return sock
 
     @property
     def is_open(self) -> bool:

@@ -1,0 +1,230 @@
+"""A virtual powerline: one emulated GreenPHY modem per port, and the medium between them.
+
+This module decides, without I/O, what happens to a frame a host hands its modem:
+
+- sent to the modem itself (00:B0:52:00:00:01): CM_SET_KEY.REQ sets the modem's network key
+  and is confirmed (Result 0x01 as QCA modems, or as configured); VS_SW_VER.REQ and
+  VS_PL_LINK_STATUS.REQ are answered;
+- a HomePlug frame crosses the medium to every port that hears the sender (broadcast), or to
+  the port whose host owns the destination (unicast; flooded while unknown);
+- for every CM_MNBC_SOUND.IND, each EVSE-side modem that hears it sends its host a
+  CM_ATTEN_PROFILE.IND: the port pair's attenuation, with jitter, for 58 groups;
+- any other frame (IPv6, ...) crosses only between modems that hold the same NMK: the
+  logical network that a successful match creates.
+
+Fault knobs: loss per message type, a delay, cutting a port off the medium.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Optional
+
+from slac.enums import ETH_TYPE_HPAV, NUM_GROUPS, PLC_LOCAL_MAC
+from slac.errors import DecodeError
+from slac.messages import (
+    AttenProfileInd,
+    MnbcSoundInd,
+    SetKeyCnf,
+    SetKeyReq,
+    VsPlLinkStatusCnf,
+    VsPlLinkStatusReq,
+    VsSwVerCnf,
+    VsSwVerReq,
+    decode_frame,
+)
+from slac.utils import MacAddress
+
+EV = "ev"
+EVSE = "evse"
+
+
+@dataclass
+class Modem:
+    """The emulated modem of one port."""
+
+    name: str
+    role: str  # EV or EVSE
+    mac: MacAddress
+    nmk: bytes
+    set_key_result: int = 0x01
+    answer_set_key: bool = True
+    cut: bool = False
+    host_macs: set[bytes] = field(default_factory=set)
+    keys_set: int = 0
+
+    @property
+    def host_mac(self) -> MacAddress:
+        """Where this modem's own messages go: its host, once it has sent anything."""
+        for mac in self.host_macs:
+            return MacAddress(mac)
+        return MacAddress(b"\xff" * 6)
+
+
+@dataclass
+class Faults:
+    """Fault injection: loss probability per message name (or "*"), and a delay in seconds."""
+
+    loss: dict[str, float] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def lost(self, name: str, rng: random.Random) -> bool:
+        rate = self.loss.get(name, self.loss.get("*", 0.0))
+        return rate > 0 and rng.random() < rate
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A frame to hand to the host of port ``port`` (after ``delay`` seconds)."""
+
+    port: int
+    frame: bytes
+    delay: float = 0.0
+
+
+class Medium:
+    """The ports, who hears whom (and how well), and the forwarding rules."""
+
+    def __init__(
+        self,
+        *,
+        default_attenuation: float = 20.0,
+        jitter: float = 1.0,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.modems: list[Modem] = []
+        self.attenuation: dict[tuple[int, int], Optional[float]] = {}
+        self.default_attenuation = default_attenuation
+        self.jitter = jitter
+        self.faults = Faults()
+        self.rng = random.Random(seed)
+        self.counters: dict[str, int] = {}
+        self.last_error = ""
+
+    def add_port(self, name: str, role: str, *, mac: Optional[MacAddress] = None) -> int:
+        if role not in (EV, EVSE):
+            raise ValueError(f"a port is {EV!r} or {EVSE!r}, not {role!r}")
+        index = len(self.modems)
+        modem_mac = mac or MacAddress(bytes([0x00, 0xB0, 0x52, 0xF0, index >> 8, index & 0xFF]))
+        self.modems.append(Modem(name, role, modem_mac, nmk=self.rng.randbytes(16)))
+        return index
+
+    def set_attenuation(self, a: int, b: int, db: Optional[float]) -> None:
+        """Attenuation between two ports in dB (symmetric); None: they do not hear each other."""
+        self.attenuation[(a, b)] = db
+        self.attenuation[(b, a)] = db
+
+    def attenuation_between(self, a: int, b: int) -> Optional[float]:
+        return self.attenuation.get((a, b), self.default_attenuation)
+
+    def hears(self, a: int, b: int) -> bool:
+        if a == b or self.modems[a].cut or self.modems[b].cut:
+            return False
+        return self.attenuation_between(a, b) is not None
+
+    def linked(self, port: int) -> bool:
+        """Whether this modem shares its network key with another modem it hears."""
+        me = self.modems[port]
+        return any(
+            self.hears(port, other) and self.modems[other].nmk == me.nmk
+            for other in range(len(self.modems))
+        )
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    # --- a frame from the host of ``port`` --------------------------------------------------
+
+    def from_host(self, port: int, data: bytes) -> list[Delivery]:
+        if len(data) < 14:
+            return []
+        modem = self.modems[port]
+        src = data[6:12]
+        if not src[0] & 1:
+            modem.host_macs.add(bytes(src))
+        if int.from_bytes(data[12:14], "big") != ETH_TYPE_HPAV:
+            return self._data_frame(port, data)
+        try:
+            frame = decode_frame(data)
+        except DecodeError as exc:
+            self._count("undecodable")
+            self.last_error = f"{exc}: {data.hex()}"
+            return []
+        if frame.dst == PLC_LOCAL_MAC:
+            return self._local_request(port, frame.message, frame.src)
+        if modem.cut:
+            return []
+        name = frame.message.name
+        deliveries: list[Delivery] = []
+        targets = self._targets(port, frame.dst)
+        delay = self.faults.delay
+        for target in targets:
+            if self.faults.lost(name, self.rng):
+                self._count(f"lost {name}")
+                continue
+            deliveries.append(Delivery(target, data, delay))
+        if isinstance(frame.message, MnbcSoundInd) and modem.role == EV:
+            deliveries.extend(self._profiles(port, frame.src, delay))
+        self._count(name)
+        return deliveries
+
+    def _targets(self, port: int, dst: MacAddress) -> list[int]:
+        others = [p for p in range(len(self.modems)) if self.hears(port, p)]
+        if dst.is_multicast:
+            return others
+        owners = [p for p in others if bytes(dst) in self.modems[p].host_macs]
+        return owners or others
+
+    def _profiles(self, port: int, pev_mac: MacAddress, delay: float) -> list[Delivery]:
+        out = []
+        for target, modem in enumerate(self.modems):
+            if modem.role != EVSE or not self.hears(port, target):
+                continue
+            if self.faults.lost("CM_ATTEN_PROFILE.IND", self.rng):
+                self._count("lost CM_ATTEN_PROFILE.IND")
+                continue
+            base = self.attenuation_between(port, target)
+            assert base is not None
+            aag = tuple(
+                max(0, min(255, round(base + self.rng.uniform(-self.jitter, self.jitter))))
+                for _ in range(NUM_GROUPS)
+            )
+            profile = AttenProfileInd(pev_mac=pev_mac, aag=aag)
+            out.append(Delivery(target, profile.to_frame(modem.host_mac, modem.mac), delay))
+        return out
+
+    def _data_frame(self, port: int, data: bytes) -> list[Delivery]:
+        """Non-HomePlug traffic crosses only inside a logical network (same NMK)."""
+        modem = self.modems[port]
+        if modem.cut:
+            return []
+        dst = data[0:6]
+        targets = [
+            p
+            for p in range(len(self.modems))
+            if self.hears(port, p) and self.modems[p].nmk == modem.nmk
+        ]
+        if not dst[0] & 1:
+            owners = [p for p in targets if bytes(dst) in self.modems[p].host_macs]
+            targets = owners or targets
+        self._count("data" if targets else "data dropped (no logical network)")
+        return [Delivery(p, data, self.faults.delay) for p in targets]
+
+    def _local_request(self, port: int, message: object, host: MacAddress) -> list[Delivery]:
+        modem = self.modems[port]
+        if isinstance(message, SetKeyReq):
+            if not modem.answer_set_key:
+                return []
+            modem.nmk = message.new_key
+            modem.keys_set += 1
+            self._count("CM_SET_KEY.REQ")
+            reply: object = SetKeyCnf(result=modem.set_key_result)
+        elif isinstance(message, VsSwVerReq):
+            reply = VsSwVerCnf(version="MAC-QCA7000-1.2.5-virtual", device_class=0x22)
+        elif isinstance(message, VsPlLinkStatusReq):
+            reply = VsPlLinkStatusCnf(link_status=1 if self.linked(port) else 0)
+        else:
+            return []
+        assert isinstance(reply, (SetKeyCnf, VsSwVerCnf, VsPlLinkStatusCnf))
+        return [Delivery(port, reply.to_frame(host, modem.mac))]
