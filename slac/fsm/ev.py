@@ -282,6 +282,12 @@ class EvMatcher:
             ind.num_sounds,
             average,
         )
+        if self.state is EvState.RESULTS and self._all_reported():
+            self._choose(now)
+
+    def _all_reported(self) -> bool:
+        """Every EVSE that confirmed the parameters sent its results: no need to wait on."""
+        return all(c.average is not None for c in self.candidates.values())
 
     def _choose(self, now: float) -> None:
         measured = [c for c in self.candidates.values() if c.average is not None]

@@ -64,10 +64,18 @@ class Modem:
 
 @dataclass
 class Faults:
-    """Fault injection: loss probability per message name (or "*"), and a delay in seconds."""
+    """Fault injection: loss probability per message name (or "*"); a delay in seconds, plus
+    up to ``delay_jitter`` seconds drawn per delivery (which also shuffles the order in which
+    ports hear the same frame)."""
 
     loss: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0
+    delay_jitter: float = 0.0
+
+    def draw_delay(self, rng: random.Random) -> float:
+        if self.delay_jitter <= 0:
+            return self.delay
+        return self.delay + rng.uniform(0.0, self.delay_jitter)
 
     def lost(self, name: str, rng: random.Random) -> bool:
         rate = self.loss.get(name, self.loss.get("*", 0.0))
@@ -149,7 +157,7 @@ class Medium:
             frame = decode_frame(data)
         except DecodeError as exc:
             self._count("undecodable")
-            self.last_error = f"{exc}: {data.hex()}"
+            self.last_error = str(exc)
             return []
         if frame.dst == PLC_LOCAL_MAC:
             return self._local_request(port, frame.message, frame.src)
@@ -158,14 +166,13 @@ class Medium:
         name = frame.message.name
         deliveries: list[Delivery] = []
         targets = self._targets(port, frame.dst)
-        delay = self.faults.delay
         for target in targets:
             if self.faults.lost(name, self.rng):
                 self._count(f"lost {name}")
                 continue
-            deliveries.append(Delivery(target, data, delay))
+            deliveries.append(Delivery(target, data, self.faults.draw_delay(self.rng)))
         if isinstance(frame.message, MnbcSoundInd) and modem.role == EV:
-            deliveries.extend(self._profiles(port, frame.src, delay))
+            deliveries.extend(self._profiles(port, frame.src))
         self._count(name)
         return deliveries
 
@@ -176,7 +183,7 @@ class Medium:
         owners = [p for p in others if bytes(dst) in self.modems[p].host_macs]
         return owners or others
 
-    def _profiles(self, port: int, pev_mac: MacAddress, delay: float) -> list[Delivery]:
+    def _profiles(self, port: int, pev_mac: MacAddress) -> list[Delivery]:
         out = []
         for target, modem in enumerate(self.modems):
             if modem.role != EVSE or not self.hears(port, target):
@@ -191,7 +198,8 @@ class Medium:
                 for _ in range(NUM_GROUPS)
             )
             profile = AttenProfileInd(pev_mac=pev_mac, aag=aag)
-            out.append(Delivery(target, profile.to_frame(modem.host_mac, modem.mac), delay))
+            frame = profile.to_frame(modem.host_mac, modem.mac)
+            out.append(Delivery(target, frame, self.faults.draw_delay(self.rng)))
         return out
 
     def _data_frame(self, port: int, data: bytes) -> list[Delivery]:
@@ -209,7 +217,7 @@ class Medium:
             owners = [p for p in targets if bytes(dst) in self.modems[p].host_macs]
             targets = owners or targets
         self._count("data" if targets else "data dropped (no logical network)")
-        return [Delivery(p, data, self.faults.delay) for p in targets]
+        return [Delivery(p, data, self.faults.draw_delay(self.rng)) for p in targets]
 
     def _local_request(self, port: int, message: object, host: MacAddress) -> list[Delivery]:
         modem = self.modems[port]

@@ -1,0 +1,173 @@
+"""The EV state machine, driven with a hand-moved clock."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from slac.fsm.ev import (
+    EvAttemptFailed,
+    EvConfig,
+    EvMatched,
+    EvMatcher,
+    EvMatchingFailed,
+    EvseChosen,
+    EvState,
+)
+from slac.fsm.events import Outgoing
+from slac.messages import (
+    AttenCharInd,
+    AttenCharRsp,
+    Message,
+    MnbcSoundInd,
+    SlacMatchCnf,
+    SlacMatchReq,
+    SlacParmCnf,
+    SlacParmReq,
+    StartAttenCharInd,
+    decode_frame,
+)
+from slac.utils import MacAddress
+
+EV = MacAddress("02:00:00:00:0e:01")
+EVSES = [MacAddress(f"02:00:00:00:05:0{i}") for i in range(3)]
+BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
+
+
+class EvHarness:
+    def __init__(self, config: Optional[EvConfig] = None) -> None:
+        self.ids = iter(bytes([i]) * 8 for i in range(1, 100))
+        self.m = EvMatcher(EV, config, run_id_source=lambda: next(self.ids))
+        self.now = 0.0
+        self.sent: list[tuple[float, Outgoing]] = []
+        self.events: list[object] = []
+        self.m.start(self.now)
+        self._collect()
+
+    def _collect(self) -> None:
+        self.sent += [(self.now, o) for o in self.m.frames_to_send()]
+        self.events += self.m.events()
+
+    def feed(self, message: Message, src: MacAddress) -> None:
+        self.m.receive_frame(decode_frame(message.to_frame(EV, src)), self.now)
+        self._collect()
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        while self.m.deadline is not None and self.m.deadline <= target + 1e-9:
+            self.now = max(self.now, self.m.deadline)
+            self.m.handle_timer(self.now)
+            self._collect()
+        self.now = target
+
+    def of(self, kind: type) -> list[tuple[float, Outgoing]]:
+        return [(t, o) for t, o in self.sent if isinstance(o.message, kind)]
+
+    def parm_cnf(self, evse: MacAddress) -> None:
+        self.feed(SlacParmCnf(forwarding_sta=EV, run_id=self.m.run_id), evse)
+
+    def atten_char(self, evse: MacAddress, atten: int) -> None:
+        self.feed(
+            AttenCharInd(source_address=EV, run_id=self.m.run_id, num_sounds=10, aag=(atten,) * 58),
+            evse,
+        )
+
+
+def test_parm_req_is_broadcast_and_resent_then_the_attempt_fails() -> None:
+    h = EvHarness(EvConfig(attempts=1))
+    h.advance(1.0)
+    requests = h.of(SlacParmReq)
+    assert [t for t, _ in requests] == pytest.approx([0.0, 0.2, 0.4])
+    assert all(o.dst == BROADCAST for _, o in requests)
+    assert h.events[-1] == EvMatchingFailed("no CM_SLAC_PARM.CNF from any EVSE", 1)
+
+
+def test_sounding_follows_the_confirmations_batch_interval_apart() -> None:
+    h = EvHarness()
+    h.parm_cnf(EVSES[0])
+    h.parm_cnf(EVSES[1])
+    h.advance(0.2)
+    assert set(h.m.candidates) == {bytes(EVSES[0]), bytes(EVSES[1])}
+    h.advance(0.5)
+    starts = h.of(StartAttenCharInd)
+    sounds = h.of(MnbcSoundInd)
+    assert len(starts) == 3
+    assert [o.message.remaining_sounds for _, o in sounds] == list(range(9, -1, -1))  # type: ignore[attr-defined]
+    times = [t for t, _ in starts + sounds]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps == pytest.approx([0.02] * 12)
+    assert h.m.state is EvState.RESULTS
+
+
+def test_every_atten_char_is_acknowledged_and_the_lowest_wins() -> None:
+    h = EvHarness()
+    for evse in EVSES:
+        h.parm_cnf(evse)
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 50)
+    h.atten_char(EVSES[1], 20)
+    assert h.m.state is EvState.RESULTS
+    h.atten_char(EVSES[2], 35)  # all three reported: no need to wait for the window
+    rsps = h.of(AttenCharRsp)
+    assert [o.dst for _, o in rsps] == EVSES
+    chosen = [e for e in h.events if isinstance(e, EvseChosen)]
+    assert chosen[0].evse_mac == EVSES[1]
+    assert "20.0 dB" in chosen[0].reason
+    (_, request) = h.of(SlacMatchReq)[0]
+    assert request.dst == EVSES[1]
+    assert request.message == SlacMatchReq(pev_mac=EV, evse_mac=EVSES[1], run_id=h.m.run_id)
+
+
+def test_results_window_ends_the_wait_for_silent_evses() -> None:
+    h = EvHarness()
+    h.parm_cnf(EVSES[0])
+    h.parm_cnf(EVSES[1])
+    h.advance(0.3)
+    h.atten_char(EVSES[0], 30)
+    assert h.of(SlacMatchReq) == []
+    h.advance(1.2)
+    assert h.of(SlacMatchReq)[0][1].dst == EVSES[0]
+
+
+def test_above_the_limit_the_attempt_fails_and_a_new_run_id_follows() -> None:
+    h = EvHarness(EvConfig(atten_limit=40))
+    first = h.m.run_id
+    h.parm_cnf(EVSES[0])
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 55)
+    failed = [e for e in h.events if isinstance(e, EvAttemptFailed)]
+    assert "above the attenuation limit" in failed[0].reason
+    h.advance(0.4)
+    assert h.m.run_id != first
+    assert h.of(SlacParmReq)[-1][1].message.run_id == h.m.run_id  # type: ignore[attr-defined]
+
+
+def test_match_req_is_resent_and_the_cnf_gives_the_key() -> None:
+    h = EvHarness()
+    h.parm_cnf(EVSES[0])
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 20)
+    h.advance(0.25)
+    assert len(h.of(SlacMatchReq)) == 2
+    nmk = bytes(range(16))
+    h.feed(
+        SlacMatchCnf(pev_mac=EV, evse_mac=EVSES[0], run_id=h.m.run_id, nid=b"\x01" * 7, nmk=nmk),
+        EVSES[0],
+    )
+    assert h.m.state is EvState.MATCHED
+    assert h.events[-1] == EvMatched(EVSES[0], h.m.run_id, b"\x01" * 7, nmk)
+
+
+def test_answers_with_a_foreign_run_id_or_from_another_evse_are_ignored() -> None:
+    h = EvHarness()
+    h.feed(SlacParmCnf(forwarding_sta=EV, run_id=b"\x77" * 8), EVSES[0])
+    assert h.m.candidates == {}
+    h.parm_cnf(EVSES[0])
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 20)
+    h.feed(
+        SlacMatchCnf(pev_mac=EV, evse_mac=EVSES[1], run_id=h.m.run_id, nid=bytes(7), nmk=bytes(16)),
+        EVSES[1],
+    )
+    assert h.m.state is EvState.MATCH

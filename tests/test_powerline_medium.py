@@ -1,0 +1,150 @@
+"""The virtual powerline's rules, without sockets."""
+
+from __future__ import annotations
+
+from slac.enums import PLC_LOCAL_MAC
+from slac.messages import (
+    AttenProfileInd,
+    MnbcSoundInd,
+    SetKeyCnf,
+    SetKeyReq,
+    SlacParmCnf,
+    SlacParmReq,
+    VsPlLinkStatusCnf,
+    VsPlLinkStatusReq,
+    VsSwVerCnf,
+    VsSwVerReq,
+    decode_frame,
+)
+from slac.powerline.medium import EV, EVSE, Medium
+from slac.utils import MacAddress
+
+EV_HOST = MacAddress("02:00:00:00:0e:01")
+EVSE_HOSTS = [MacAddress(f"02:00:00:00:05:0{i}") for i in range(3)]
+BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
+NMK = bytes(range(16))
+
+
+def medium_with(n_evses: int = 2, **kwargs: object) -> Medium:
+    medium = Medium(seed=7, **kwargs)  # type: ignore[arg-type]
+    medium.add_port("ev", EV)
+    for i in range(n_evses):
+        medium.add_port(f"evse{i}", EVSE)
+        # each EVSE host introduces itself (a frame to its modem)
+        medium.from_host(i + 1, VsSwVerReq().to_frame(PLC_LOCAL_MAC, EVSE_HOSTS[i]))
+    medium.from_host(0, VsSwVerReq().to_frame(PLC_LOCAL_MAC, EV_HOST))
+    return medium
+
+
+def test_set_key_is_confirmed_by_the_modem_and_sets_its_key() -> None:
+    medium = medium_with()
+    (reply,) = medium.from_host(
+        1, SetKeyReq(nid=bytes(7), new_key=NMK).to_frame(PLC_LOCAL_MAC, EVSE_HOSTS[0])
+    )
+    frame = decode_frame(reply.frame)
+    assert reply.port == 1
+    assert frame.message == SetKeyCnf(result=1)
+    assert frame.src == medium.modems[1].mac
+    assert frame.dst == EVSE_HOSTS[0]
+    assert medium.modems[1].nmk == NMK
+
+
+def test_set_key_result_is_configurable_and_silence_too() -> None:
+    medium = medium_with()
+    medium.modems[1].set_key_result = 0
+    (reply,) = medium.from_host(
+        1, SetKeyReq(nid=bytes(7), new_key=NMK).to_frame(PLC_LOCAL_MAC, EVSE_HOSTS[0])
+    )
+    assert decode_frame(reply.frame).message == SetKeyCnf(result=0)
+    medium.modems[1].answer_set_key = False
+    assert (
+        medium.from_host(
+            1, SetKeyReq(nid=bytes(7), new_key=NMK).to_frame(PLC_LOCAL_MAC, EVSE_HOSTS[0])
+        )
+        == []
+    )
+
+
+def test_sw_version_and_link_status_follow_the_shared_key() -> None:
+    medium = medium_with()
+    (version,) = medium.from_host(0, VsSwVerReq().to_frame(PLC_LOCAL_MAC, EV_HOST))
+    assert isinstance(decode_frame(version.frame).message, VsSwVerCnf)
+    request = VsPlLinkStatusReq().to_frame(PLC_LOCAL_MAC, EV_HOST)
+    assert decode_frame(medium.from_host(0, request)[0].frame).message == VsPlLinkStatusCnf(
+        link_status=0
+    )
+    medium.modems[0].nmk = medium.modems[2].nmk
+    assert decode_frame(medium.from_host(0, request)[0].frame).message == VsPlLinkStatusCnf(
+        link_status=1
+    )
+    medium.modems[2].cut = True
+    assert decode_frame(medium.from_host(0, request)[0].frame).message == VsPlLinkStatusCnf(
+        link_status=0
+    )
+
+
+def test_broadcast_reaches_every_port_that_hears_the_sender() -> None:
+    medium = medium_with(3)
+    medium.set_attenuation(0, 3, None)  # EVSE 2 is out of reach
+    frame = SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert sorted(d.port for d in medium.from_host(0, frame)) == [1, 2]
+    medium.modems[2].cut = True
+    assert [d.port for d in medium.from_host(0, frame)] == [1]
+
+
+def test_unicast_goes_to_the_owner_of_the_destination() -> None:
+    medium = medium_with(2)
+    frame = SlacParmCnf(forwarding_sta=EV_HOST, run_id=bytes(8)).to_frame(EV_HOST, EVSE_HOSTS[1])
+    assert [d.port for d in medium.from_host(2, frame)] == [0]
+
+
+def test_each_sound_gives_every_evse_that_hears_it_a_profile_from_the_matrix() -> None:
+    medium = medium_with(2, jitter=2.0)
+    medium.set_attenuation(0, 1, 20)
+    medium.set_attenuation(0, 2, 50)
+    deliveries = medium.from_host(
+        0, MnbcSoundInd(remaining_sounds=9, run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    )
+    profiles = {}
+    for d in deliveries:
+        message = decode_frame(d.frame).message
+        if isinstance(message, AttenProfileInd):
+            profiles[d.port] = (message, decode_frame(d.frame))
+    assert set(profiles) == {1, 2}
+    for port, centre in ((1, 20), (2, 50)):
+        message, frame = profiles[port]
+        assert message.pev_mac == EV_HOST
+        assert len(message.aag) == 58
+        assert all(centre - 2 <= v <= centre + 2 for v in message.aag)
+        assert frame.dst == EVSE_HOSTS[port - 1]
+        assert frame.src == medium.modems[port].mac
+    # the sound itself reaches the EVSE hosts too
+    assert sorted(d.port for d in deliveries if d.frame[15:17] == b"\x76\x60") == [1, 2]
+
+
+def test_ip_frames_cross_only_inside_one_logical_network() -> None:
+    medium = medium_with(2)
+    ipv6 = EVSE_HOSTS[0] + EV_HOST + b"\x86\xdd" + bytes(60)
+    assert medium.from_host(0, ipv6) == []
+    medium.modems[0].nmk = medium.modems[1].nmk
+    assert [d.port for d in medium.from_host(0, ipv6)] == [1]
+
+
+def test_loss_knob_drops_the_named_message_only() -> None:
+    medium = medium_with(1)
+    medium.faults.loss["CM_SLAC_PARM.REQ"] = 1.0
+    assert medium.from_host(0, SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)) == []
+    sound = MnbcSoundInd(remaining_sounds=0, run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert len(medium.from_host(0, sound)) == 2
+    assert medium.counters["lost CM_SLAC_PARM.REQ"] == 1
+
+
+def test_delay_and_jitter_are_applied_per_delivery() -> None:
+    medium = medium_with(2)
+    medium.faults.delay = 0.01
+    medium.faults.delay_jitter = 0.005
+    delays = [
+        d.delay
+        for d in medium.from_host(0, SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST))
+    ]
+    assert all(0.01 <= d <= 0.015 for d in delays)
