@@ -6,8 +6,10 @@ ENV_LOCAL ?= .env.dev.local
 CS_CONFIG ?= cs_configuration.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests lint bench run-local-single run-local-multiple \
-        run-local-sudo-single run-local-sudo-multiple
+.PHONY: help install-local lock tests lint bench demo run-ev-slac powerline run-local-single \
+        run-local-multiple run-local-sudo-single run-local-sudo-multiple
+EV_IFACE ?= eth0
+EV_MODE ?= direct
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-26s %s\n", $$1, $$2}'
@@ -29,6 +31,15 @@ lint: ## ruff and mypy (strict)
 bench: ## Benchmarks: codecs against scapy; EVSE response times over veth (root)
 	$(PY) benchmarks/codecs.py
 	$(PY) benchmarks/latency.py
+
+demo: ## SLAC from plug-in to IPv6 on a virtual powerline: no modem needed (root)
+	$(PY) scripts/demo.py
+
+powerline: ## Run a virtual powerline with 1 EV and 1 EVSE host until Ctrl-C (root)
+	$(PY) -m slac.powerline --evs 1 --evses 1
+
+run-ev-slac: ## EV simulator (scapy) on EV_IFACE (default eth0), EV_MODE direct|powerline
+	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE)
 
 run-local-single: ## Example: one EVSE (cs_configuration.json, .env.dev.local)
 	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)

@@ -156,11 +156,15 @@ class SlacEvseSession(SlacSession):
 
     async def close(self) -> None:
         """Stop matching, cancel this session's tasks and close the socket."""
-        for task in (self.matching_task, self._leave_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task  # a failure was already reported by the task itself
+        task = self.matching_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # a failure was already reported by the task itself
+        if self._leave_task is not None and not self._leave_task.done():
+            # the EV still has the key: let the modem get a fresh one before closing
+            with contextlib.suppress(Exception):
+                await self._leave_task
         if self.matcher is not None and self._loop is not None:
             self.matcher.stop(self._loop.time(), "session closed")
             self._flush()

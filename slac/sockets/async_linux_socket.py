@@ -3,7 +3,8 @@
 One :class:`RawSocket` per EVSE, open for the session's lifetime. Receiving is driven by the
 event loop (``add_reader``): every frame that arrives is handed to a callback at once, or
 queued (a bounded queue: under a flood the oldest frames go, memory stays flat) for
-:meth:`RawSocket.recv`. Frames this host sends itself are not looped back.
+:meth:`RawSocket.recv`. Frames this socket's interface sends with its own MAC are not looped
+back; frames another program sends on the same interface (an EV simulator sharing it) are.
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ class RawSocket:
             except OSError as exc:
                 self._fail(exc)
                 return
-            if address[2] == PACKET_OUTGOING:
-                continue
+            if address[2] == PACKET_OUTGOING and data[6:12] == self.mac:
+                continue  # our own frame; another program's on this interface still counts
             self.received += 1
             now = loop.time()
             if self._callback is not None:

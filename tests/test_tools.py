@@ -1,0 +1,188 @@
+"""The scapy EV simulator, the virtual powerline command and `make demo`, run as a user would.
+Needs root."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from slac import Config, SlacEvseSession, SlacSessionController
+from slac.netns import Netns, VethPair
+from slac.powerline import Powerline, Topology
+
+from .conftest import ROOT, needs_root
+
+pytestmark = needs_root
+
+SIM = str(ROOT / "examples" / "ev_slac_scapy.py")
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+async def test_scapy_ev_passes_directly_against_the_evse_example(tmp_path: Path) -> None:
+    with Netns() as ns, VethPair(netns_b=ns, mac_b="02:00:00:00:77:01") as pair:
+        config = tmp_path / "cs.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "number_of_evses": 1,
+                    "parameters": [{"evse_id": "DE*TST*E0001", "network_interface": pair.name_a}],
+                }
+            )
+        )
+        env = tmp_path / "t.env"
+        env.write_text("SET_KEY_SETTLE_TIME=0\nSET_KEY_TIMEOUT=300\n")
+        sim = await asyncio.create_subprocess_exec(
+            *ns.command([sys.executable, SIM, "--iface", pair.name_b, "--wait", "15"]),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        await asyncio.sleep(1.0)  # scapy takes a moment to import
+        evse = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "examples" / "single_slac_session.py"),
+            "--config",
+            str(config),
+            "--env",
+            str(env),
+            "--cp-delay",
+            "0.2",
+            "--hold",
+            "0.5",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        sim_out, _ = await asyncio.wait_for(sim.communicate(), 30)
+        evse_out, _ = await asyncio.wait_for(evse.communicate(), 30)
+    text = sim_out.decode()
+    assert sim.returncode == 0, text
+    assert "PASS: matched EVSE" in text
+    assert "CM_SLAC_PARM.CNF from EVSE" in text
+    assert evse.returncode == 0, evse_out.decode()
+
+
+async def test_scapy_ev_passes_through_the_virtual_powerline() -> None:
+    with Topology(evs=1, evses=1) as topo:
+        medium = topo.medium(attenuation=24.0, jitter=0.0)
+        async with Powerline(medium, topo.modem_interfaces(), topo.plc_netns):
+            evse = SlacEvseSession(
+                "DE*TST*E0001",
+                topo.evse_interfaces[0],
+                Config(set_key_settle_time=0, set_key_timeout=0.3),
+            )
+            try:
+                await evse.evse_set_key()
+                await SlacSessionController().process_cp_state(evse, "B")
+                sim = await asyncio.create_subprocess_exec(
+                    *topo.ev_netns[0].command(
+                        [
+                            sys.executable,
+                            SIM,
+                            "--iface",
+                            topo.ev_interface,
+                            "--mode",
+                            "powerline",
+                            "--wait",
+                            "15",
+                        ]
+                    ),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                out, _ = await asyncio.wait_for(sim.communicate(), 40)
+                text = out.decode()
+                assert sim.returncode == 0, text
+                assert "average 24.0 dB" in text
+                assert "joined the EVSE's logical network" in text
+                await evse.wait_matched(timeout=2)
+                assert await topo.ping_evse(0, 0)
+            finally:
+                await evse.close()
+
+
+async def test_scapy_ev_fails_with_the_reason_when_no_evse_answers() -> None:
+    with Netns() as ns, VethPair(netns_b=ns) as pair:
+        sim = await asyncio.create_subprocess_exec(
+            *ns.command([sys.executable, SIM, "--iface", pair.name_b, "--wait", "1"]),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(sim.communicate(), 30)
+    assert sim.returncode == 1
+    assert "FAIL: no CM_SLAC_PARM.CNF within 1 s" in out.decode()
+
+
+async def test_make_demo_matches_and_shows_ipv6_then_cleans_up() -> None:
+    before = namespaces()
+    process = await asyncio.create_subprocess_exec(
+        "make",
+        "demo",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 90)
+    text = out.decode()
+    assert process.returncode == 0, text
+    assert "before the match, IPv6 from EV to EVSE: unreachable" in text
+    assert "matched EVSE" in text
+    assert "plug-in to match:" in text
+    assert "IPv6 works over the logical network the match created" in text
+    assert namespaces() == before
+
+
+async def test_interrupted_demo_removes_everything_it_created() -> None:
+    before = namespaces()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "demo.py"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    async for line in process.stdout:
+        if b"plugged in" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, out.decode()
+    assert namespaces() == before
+
+
+async def test_powerline_command_runs_until_interrupted_and_cleans_up() -> None:
+    before = namespaces()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "slac.powerline",
+        "--evs",
+        "2",
+        "--evses",
+        "2",
+        "--crosstalk",
+        "45",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen = []
+    async for line in process.stdout:
+        seen.append(line.decode())
+        if b"virtual powerline running" in line:
+            break
+    assert len(namespaces() - before) == 4  # 2 EVs, the EVSE host, the modems
+    assert any("EV host 1: ip netns exec" in line for line in seen)
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0
+    assert namespaces() == before
