@@ -270,6 +270,28 @@ def test_profiles_with_other_group_counts_are_ignored() -> None:
     assert h.matcher.runs[(bytes(EV), RUN)].profiles == 0
 
 
+def test_empty_profiles_count_as_heard_and_only_profiles_with_values_are_averaged() -> None:
+    """Real modems (Ioniq and Model Y captures) send CM_ATTEN_PROFILE.IND with NumGroups 0."""
+    h = Harness()
+    h.parm(EV, RUN)
+    h.sounding(EV, RUN, [[]] * 8 + [[30] * 58, [32] * 58])
+    (ind,) = h.sent_of(AttenCharInd)
+    assert ind.message.num_sounds == 10  # type: ignore[attr-defined]
+    assert ind.message.aag == (31,) * 58  # type: ignore[attr-defined]
+
+
+def test_only_empty_profiles_give_zero_db_rather_than_failing_the_car(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness()
+    h.parm(EV, RUN)
+    with caplog.at_level(logging.WARNING):
+        h.sounding(EV, RUN, [[]] * 10)
+    (ind,) = h.sent_of(AttenCharInd)
+    assert ind.message.aag == (0,) * 58  # type: ignore[attr-defined]
+    assert "NumGroups 0" in caplog.text
+
+
 def test_late_sound_after_the_window_is_ignored() -> None:
     h = Harness()
     h.parm(EV, RUN)

@@ -160,6 +160,8 @@ class EvRun:
     num_sounds: int = C_EV_MATCH_MNBC
     sounds_seen: set[int] = field(default_factory=set)
     profiles: int = 0
+    #: profiles that carried attenuation values (some modems send NumGroups 0)
+    data_profiles: int = 0
     aag_sum: list[int] = field(default_factory=lambda: [0] * NUM_GROUPS)
     atten_char: Optional[AttenCharInd] = None
     atten_char_sends: int = 0
@@ -377,7 +379,7 @@ class EvseMatcher:
         if run is None:
             self._ignore(frame, f"no run for EV {message.pev_mac}")
             return
-        if len(message.aag) != NUM_GROUPS:
+        if len(message.aag) not in (0, NUM_GROUPS):
             self._ignore(frame, f"{len(message.aag)} groups instead of {NUM_GROUPS}")
             return
         if run.state is RunState.WAIT_START_ATTEN:
@@ -389,8 +391,10 @@ class EvseMatcher:
             self._ignore(frame, "more profiles than sounds")
             return
         run.profiles += 1
-        for i, value in enumerate(message.aag):
-            run.aag_sum[i] += value
+        if message.aag:
+            run.data_profiles += 1
+            for i, value in enumerate(message.aag):
+                run.aag_sum[i] += value
         self.log.debug("EV %s: attenuation profile %d/%d", run.ev_mac, run.profiles, run.num_sounds)
         if run.profiles >= run.num_sounds:
             self._finish_sounding(run, now)
@@ -547,7 +551,17 @@ class EvseMatcher:
         if run.profiles == 0:
             self._end_run(run, "no CM_ATTEN_PROFILE.IND within the sounding window", now)
             return
-        aag = tuple(_average(total, run.profiles) for total in run.aag_sum)
+        if run.data_profiles:
+            aag = tuple(_average(total, run.data_profiles) for total in run.aag_sum)
+        else:
+            # Seen with real modems (a PIB set up for an EV?): profiles with NumGroups 0.
+            # The sounds were heard but not measured: report 0 dB rather than fail the car.
+            self.log.warning(
+                "EV %s: the modem's CM_ATTEN_PROFILE.IND carry no attenuation values "
+                "(NumGroups 0): reporting 0 dB; check the modem's configuration",
+                run.ev_mac,
+            )
+            aag = (0,) * NUM_GROUPS
         run.atten_char = AttenCharInd(
             source_address=run.ev_mac, run_id=run.run_id, num_sounds=run.profiles, aag=aag
         )

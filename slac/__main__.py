@@ -1,0 +1,5 @@
+import sys
+
+from slac.cli import main
+
+sys.exit(main())
