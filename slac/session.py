@@ -143,6 +143,9 @@ class SlacEvseSession(SlacSession):
             self._changed = asyncio.Event()
             self._key_lock = asyncio.Lock()
         self.host.open()
+        if self.matcher is not None and self.host.mac != self.evse_mac:
+            # the interface was created again with another MAC: a new machine for it
+            self.matcher = None
         self.evse_mac = self.host.mac
         if self.matcher is None:
             assert self.evse_mac is not None
@@ -230,11 +233,19 @@ class SlacEvseSession(SlacSession):
             self.log.error("could not give the modem a fresh key after unplug: %s", exc)
 
     async def ready(self) -> None:
-        """Wait until the modem can match: a pending key change done, a key set."""
+        """Wait until the modem can match: the interface open (again, if it failed), a
+        pending key change done, a key set (again, after the interface failed: the modem
+        behind it may have restarted)."""
+        failed = self.host.socket.closed_reason is not None
+        if failed:
+            self.log.info(
+                "opening %s again after: %s", self.network_interface, self.host.socket.closed_reason
+            )
+            self.host.socket.closed_reason = None
         await self.open()
         if self._leave_task is not None:
             await asyncio.shield(self._leave_task)
-        if self.nmk is None:
+        if self.nmk is None or failed:
             await self.evse_set_key()
 
     async def link_is_up(self) -> Optional[bool]:
@@ -424,14 +435,22 @@ class SlacSessionController:
         except asyncio.CancelledError:
             session.stop_matcher("matching task cancelled")
             raise
+        except (SlacError, OSError) as exc:  # the interface or the modem: one clear line
+            session.log.error("matching failed: %s", exc)
+            session.stop_matcher("matching failed")
+            session._set_state(SessionState.FAILED)
+            await self._report_failure(session)
         except Exception:
             session.log.exception("matching task failed")
             session.stop_matcher("matching task failed")
             session._set_state(SessionState.FAILED)
-            try:
-                await self.notify_matching_failed(session.evse_id)
-            except Exception:
-                session.log.exception("notify_matching_failed raised")
+            await self._report_failure(session)
+
+    async def _report_failure(self, session: SlacEvseSession) -> None:
+        try:
+            await self.notify_matching_failed(session.evse_id)
+        except Exception:
+            session.log.exception("notify_matching_failed raised")
 
     # --- hooks ------------------------------------------------------------------------------------
 

@@ -92,7 +92,8 @@ class ScriptedPeer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._inbox: collections.deque[tuple[Frame, float]] = collections.deque()
         self._arrived: Optional[asyncio.Event] = None
-        self.log: list[tuple[float, str, bytes]] = []
+        #: the last frames sent and received (bounded: soaks run for thousands of matches)
+        self.log: collections.deque[tuple[float, str, bytes]] = collections.deque(maxlen=200)
 
     async def start(self) -> ScriptedPeer:
         def open_socket() -> socket.socket:
@@ -141,6 +142,8 @@ class ScriptedPeer:
             if isinstance(frame.message, SetKeyReq) and frame.dst == PLC_LOCAL_MAC:
                 self._answer_set_key(frame)
                 continue
+            if frame.dst != self.ev_mac and not frame.dst.is_multicast:
+                continue  # to another station (forged ones, in the flood tests)
             self._inbox.append((frame, now))
             self._arrived.set()
 

@@ -531,3 +531,18 @@ def test_new_key_is_what_the_next_match_hands_out() -> None:
     (cnf,) = h.sent_of(SlacMatchCnf)
     assert cnf.message.nmk == new_nmk  # type: ignore[attr-defined]
     assert cnf.message.nid == b"\x07" * 7  # type: ignore[attr-defined]
+
+
+def test_after_the_matched_ev_starts_over_no_other_ev_gets_the_same_key() -> None:
+    h = Harness()
+    h.full_match(EV, RUN)
+    h.parm(EV, bytes.fromhex("5555555555555555"))  # the matched EV starts over
+    other, other_run = ev_mac(2), b"\x02" * 8
+    h.parm(other, other_run)
+    h.sounding(other, other_run, [[20] * 58] * 10)
+    h.rsp(other, other_run)
+    assert h.match_req(other, other_run) == []
+    assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]
+    h.matcher.set_key(b"\x09" * 16, b"\x09" * 7)  # with a fresh key, it may
+    (cnf,) = h.match_req(other, other_run)
+    assert cnf.message.nmk == b"\x09" * 16  # type: ignore[attr-defined]

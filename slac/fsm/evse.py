@@ -31,6 +31,7 @@ TT_match_response, resent up to ``atten_char_retries`` times), WAIT_MATCH
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -78,6 +79,10 @@ from slac.messages import (
 from slac.utils import MacAddress
 
 logger = logging.getLogger(__name__)
+
+
+#: How many answered (EV MAC, RunID) pairs are remembered for re-admission.
+ANSWERED_MEMORY = 256
 
 
 class EvseState(Enum):
@@ -205,7 +210,12 @@ class EvseMatcher:
         self.cp_state: Optional[str] = None
         self.attempt = 0
         self.runs: dict[tuple[bytes, bytes], EvRun] = {}
+        self._answered: collections.OrderedDict[tuple[bytes, bytes], SlacParmCnf] = (
+            collections.OrderedDict()
+        )
         self.match: Optional[MatchRecord] = None
+        #: the EV that received the current key (no other EV may get it)
+        self._key_holder: Optional[MacAddress] = None
         self._attempt_deadline: Optional[float] = None
         self._pause_deadline: Optional[float] = None
         self._ongoing_reported = False
@@ -243,6 +253,7 @@ class EvseMatcher:
         """The local modem now has this key; it is what CM_SLAC_MATCH.CNF hands out."""
         self._nmk = nmk
         self._nid = nid
+        self._key_holder = None
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -281,6 +292,7 @@ class EvseMatcher:
         was_matched = self.state is EvseState.MATCHED
         self.runs.clear()
         self.match = None
+        self._key_holder = None  # the driver leaves the network with a fresh key
         self.state = EvseState.IDLE
         self._attempt_deadline = self._pause_deadline = None
         self.log.info("SLAC stopped: %s", reason)
@@ -351,11 +363,35 @@ class EvseMatcher:
         run = EvRun(ev_mac=ev, run_id=message.run_id, parm_cnf=cnf, started=now)
         run.deadline = now + self.config.match_sequence_timeout
         self.runs[key] = run
+        self._remember_answer(run)
         self._send(ev, cnf)
         self.log.info("EV %s: CM_SLAC_PARM.REQ, RunID %s", ev, message.run_id.hex())
         if not self._ongoing_reported:
             self._ongoing_reported = True
             self._events.append(MatchingOngoing(ev, message.run_id))
+
+    def _readmit(self, ev: MacAddress, run_id: bytes, now: float) -> Optional[EvRun]:
+        """An EV we confirmed starts sounding, but its run made room for others meanwhile
+        (a flood of requests): it proves itself by sounding, so it gets a slot back."""
+        cnf = self._answered.get((bytes(ev), run_id))
+        if cnf is None:
+            return None
+        if any(r.ev_mac == ev for r in self.runs.values()):
+            return None  # the EV moved on to another RunID
+        if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
+            return None
+        run = EvRun(ev_mac=ev, run_id=run_id, parm_cnf=cnf, started=now)
+        run.deadline = now + self.config.match_sequence_timeout
+        self.runs[run.key] = run
+        self.log.info("EV %s: sounding after its run made room for others: served again", ev)
+        return run
+
+    def _remember_answer(self, run: EvRun) -> None:
+        """Keep the last answered requests (bounded) so that sounding EVs can be re-admitted."""
+        self._answered[run.key] = run.parm_cnf
+        self._answered.move_to_end(run.key)
+        while len(self._answered) > ANSWERED_MEMORY:
+            self._answered.popitem(last=False)
 
     def _evict_for(self, ev: MacAddress, now: float) -> bool:
         """Make room when every parallel slot is taken.
@@ -449,6 +485,8 @@ class EvseMatcher:
         message = frame.message
         run_id: bytes = getattr(message, "run_id", b"")
         run = self.runs.get((bytes(frame.src), run_id))
+        if run is None and isinstance(message, (StartAttenCharInd, MnbcSoundInd)):
+            run = self._readmit(frame.src, run_id, now)
         if run is None:
             if any(r.ev_mac == frame.src for r in self.runs.values()):
                 self._ignore(frame, "wrong RunID for this EV")
@@ -504,6 +542,11 @@ class EvseMatcher:
         assert isinstance(message, SlacMatchReq)
         if not self._valid_match_req(frame, message):
             return
+        if self._key_holder is not None and self._key_holder != run.ev_mac:
+            # The matched EV started over and another EV completed sounding: this key went
+            # to the first EV already. One key, one EV: the driver must set a new key first.
+            self._ignore(frame, f"this EVSE's key was handed to EV {self._key_holder}")
+            return
         cnf = SlacMatchCnf(
             pev_mac=message.pev_mac,
             evse_mac=self.evse_mac,
@@ -521,6 +564,7 @@ class EvseMatcher:
                 RunEnded(other.ev_mac, other.run_id, "this EVSE matched another EV")
             )
         self.match = MatchRecord(run.ev_mac, run.run_id, cnf)
+        self._key_holder = run.ev_mac
         self.state = EvseState.MATCHED
         self._attempt_deadline = None
         self.log.info(
@@ -616,6 +660,7 @@ class EvseMatcher:
         self.attempt += 1
         self.state = EvseState.WAITING
         self.runs.clear()
+        self._answered.clear()
         self._ongoing_reported = False
         self._pause_deadline = None
         self._attempt_deadline = now + self.config.slac_init_timeout

@@ -12,7 +12,8 @@ This module decides, without I/O, what happens to a frame a host hands its modem
 - any other frame (IPv6, ...) crosses only between modems that hold the same NMK: the
   logical network that a successful match creates.
 
-Fault knobs: loss per message type, a delay, cutting a port off the medium.
+Fault knobs: loss per message type, a delay (with jitter, which also reorders), duplicated
+frames, cutting a port off the medium.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class Faults:
     loss: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0
     delay_jitter: float = 0.0
+    #: share of HomePlug frames delivered twice
+    duplicate: float = 0.0
+
+    def duplicated(self, rng: random.Random) -> bool:
+        return self.duplicate > 0 and rng.random() < self.duplicate
 
     def draw_delay(self, rng: random.Random) -> float:
         if self.delay_jitter <= 0:
@@ -166,13 +172,17 @@ class Medium:
         name = frame.message.name
         deliveries: list[Delivery] = []
         targets = self._targets(port, frame.dst)
+        sound = isinstance(frame.message, MnbcSoundInd) and modem.role == EV
+        heard = []
         for target in targets:
             if self.faults.lost(name, self.rng):
                 self._count(f"lost {name}")
-                continue
-            deliveries.append(Delivery(target, data, self.faults.draw_delay(self.rng)))
-        if isinstance(frame.message, MnbcSoundInd) and modem.role == EV:
-            deliveries.extend(self._profiles(port, frame.src))
+                continue  # a lost sound is not measured either
+            heard.append(target)
+            for _ in range(2 if self.faults.duplicated(self.rng) else 1):
+                deliveries.append(Delivery(target, data, self.faults.draw_delay(self.rng)))
+        if sound:
+            deliveries.extend(self._profiles(port, frame.src, heard))
         self._count(name)
         return deliveries
 
@@ -183,10 +193,11 @@ class Medium:
         owners = [p for p in others if bytes(dst) in self.modems[p].host_macs]
         return owners or others
 
-    def _profiles(self, port: int, pev_mac: MacAddress) -> list[Delivery]:
+    def _profiles(self, port: int, pev_mac: MacAddress, heard: list[int]) -> list[Delivery]:
         out = []
-        for target, modem in enumerate(self.modems):
-            if modem.role != EVSE or not self.hears(port, target):
+        for target in heard:
+            modem = self.modems[target]
+            if modem.role != EVSE:
                 continue
             if self.faults.lost("CM_ATTEN_PROFILE.IND", self.rng):
                 self._count("lost CM_ATTEN_PROFILE.IND")

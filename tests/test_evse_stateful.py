@@ -1,0 +1,147 @@
+"""A stateful property test of the EVSE state machine: random frames from a few EVs (right,
+wrong and half-right), control-pilot changes and clock jumps; invariants after every step."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from slac.environment import Config
+from slac.fsm.events import Stopped
+from slac.fsm.evse import EvseMatcher, EvseState, RunState
+from slac.messages import (
+    AttenCharInd,
+    AttenCharRsp,
+    AttenProfileInd,
+    Message,
+    MnbcSoundInd,
+    SlacMatchCnf,
+    SlacMatchReq,
+    SlacParmReq,
+    StartAttenCharInd,
+    ValidateReq,
+    decode_frame,
+)
+from slac.utils import MacAddress
+
+EVSE = MacAddress("02:00:00:00:ee:01")
+OTHER_EVSE = MacAddress("02:00:00:00:ee:02")
+MODEM = MacAddress("00:b0:52:00:ee:01")
+BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
+EVS = [MacAddress(f"02:00:00:00:10:0{i}") for i in range(1, 4)]
+RUN_IDS = [bytes([i]) * 8 for i in range(1, 4)]
+NMK = bytes(range(16))
+
+evs = st.sampled_from(EVS)
+run_ids = st.sampled_from(RUN_IDS)
+
+
+class EvseMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.matcher = EvseMatcher(EVSE, NMK, b"\x01" * 7, Config(slac_init_timeout=20.0))
+        self.now = 0.0
+        self.sounded: set[tuple[bytes, bytes]] = set()  # (EV, RunID) sent CM_ATTEN_CHAR.IND
+        self.key_holders: set[tuple[bytes, bytes]] = set()
+
+    def _collect(self) -> None:
+        for out in self.matcher.frames_to_send():
+            message = out.message
+            if isinstance(message, AttenCharInd):
+                self.sounded.add((bytes(out.dst), message.run_id))
+            if isinstance(message, SlacMatchCnf):
+                # only unicast, only to an EV that completed sounding under that RunID
+                assert not out.dst.is_multicast
+                assert (bytes(out.dst), message.run_id) in self.sounded
+                assert message.pev_mac == out.dst
+                self.key_holders.add((bytes(out.dst), message.run_id))
+        for event in self.matcher.events():
+            if isinstance(event, Stopped):  # the session leaves the network: a fresh key
+                self.key_holders.clear()
+                self.sounded.clear()
+
+    def _feed(self, message: Message, src: MacAddress, dst: MacAddress = EVSE) -> None:
+        self.matcher.receive_frame(decode_frame(message.to_frame(dst, src)), self.now)
+        self._collect()
+
+    @rule(state=st.sampled_from(["A", "B", "C", "D", "E", "F", "B2"]))
+    def cp(self, state: str) -> None:
+        if self.matcher.cp_state_changed(state, self.now):
+            self.matcher.start(self.now)
+        self._collect()
+
+    @rule(seconds=st.sampled_from([0.001, 0.02, 0.19, 0.21, 0.6, 1.0, 10.0, 25.0]))
+    def time_passes(self, seconds: float) -> None:
+        target = self.now + seconds
+        while self.matcher.deadline is not None and self.matcher.deadline <= target:
+            self.now = max(self.now, self.matcher.deadline)
+            self.matcher.handle_timer(self.now)
+            self._collect()
+        self.now = target
+
+    @rule(ev=evs, run_id=run_ids, app=st.sampled_from([0, 0, 0, 1]))
+    def parm_req(self, ev: MacAddress, run_id: bytes, app: int) -> None:
+        self._feed(SlacParmReq(run_id=run_id, application_type=app), ev, BROADCAST)
+
+    @rule(ev=evs, run_id=run_ids)
+    def start_atten(self, ev: MacAddress, run_id: bytes) -> None:
+        self._feed(StartAttenCharInd(forwarding_sta=ev, run_id=run_id), ev, BROADCAST)
+
+    @rule(
+        ev=evs,
+        run_id=run_ids,
+        cnt=st.integers(0, 9),
+        atten=st.integers(0, 90),
+        groups=st.sampled_from([58, 58, 0, 12]),
+    )
+    def sound(self, ev: MacAddress, run_id: bytes, cnt: int, atten: int, groups: int) -> None:
+        self._feed(MnbcSoundInd(remaining_sounds=cnt, run_id=run_id), ev, BROADCAST)
+        self._feed(AttenProfileInd(pev_mac=ev, aag=(atten,) * groups), MODEM)
+
+    @rule(ev=evs, run_id=run_ids, result=st.sampled_from([0, 0, 1]))
+    def rsp(self, ev: MacAddress, run_id: bytes, result: int) -> None:
+        self._feed(AttenCharRsp(source_address=ev, run_id=run_id, result=result), ev)
+
+    @rule(ev=evs, run_id=run_ids, right_evse=st.booleans(), spoof=st.sampled_from([None, *EVS]))
+    def match_req(
+        self, ev: MacAddress, run_id: bytes, right_evse: bool, spoof: Optional[MacAddress]
+    ) -> None:
+        request = SlacMatchReq(
+            pev_mac=spoof or ev, evse_mac=EVSE if right_evse else OTHER_EVSE, run_id=run_id
+        )
+        self._feed(request, ev)
+
+    @rule(ev=evs)
+    def validate(self, ev: MacAddress) -> None:
+        self._feed(ValidateReq(), ev)
+
+    @invariant()
+    def at_most_one_matched_ev(self) -> None:
+        if self.matcher.state is EvseState.MATCHED:
+            assert self.matcher.match is not None
+            assert not self.matcher.runs
+        # one key, one EV: never two EVs hold this EVSE's key within one plug-in
+        assert len({mac for mac, _ in self.key_holders}) <= 1
+
+    @invariant()
+    def a_deadline_while_waiting(self) -> None:
+        if self.matcher.state in (EvseState.WAITING, EvseState.PAUSED):
+            assert self.matcher.deadline is not None
+        else:
+            assert self.matcher.deadline is None
+
+    @invariant()
+    def runs_are_bounded_and_consistent(self) -> None:
+        assert len(self.matcher.runs) <= 5
+        for key, run in self.matcher.runs.items():
+            assert key == run.key
+            assert run.profiles <= run.num_sounds
+            if run.state is RunState.WAIT_RSP:
+                assert run.atten_char is not None
+
+
+TestEvseStateMachine = EvseMachine.TestCase
+TestEvseStateMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
