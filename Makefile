@@ -6,7 +6,8 @@ ENV_LOCAL ?= .env.dev.local
 CS_CONFIG ?= cs_configuration.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests lint bench demo run-ev-slac powerline run-local-single \
+.PHONY: help install-local lock tests lint bench demo run-ev-slac powerline build dev run \
+        run-local-single \
         run-local-multiple run-local-sudo-single run-local-sudo-multiple
 EV_IFACE ?= eth0
 EV_MODE ?= direct
@@ -23,7 +24,8 @@ lock: ## Re-create poetry.lock (works where the index serves only pip's simple A
 tests: ## Run the whole test suite (integration tests need root)
 	$(PY) -m pytest -ra
 
-lint: ## ruff and mypy (strict)
+lint: ## ruff, mypy (strict) and hadolint (Dockerfile)
+	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/ruff check slac examples tests benchmarks scripts
 	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
 	$(VENV)/bin/mypy
@@ -40,6 +42,18 @@ powerline: ## Run a virtual powerline with 1 EV and 1 EVSE host until Ctrl-C (ro
 
 run-ev-slac: ## EV simulator (scapy) on EV_IFACE (default eth0), EV_MODE direct|powerline
 	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE)
+
+IMAGE ?= slac
+build: ## Build the Docker image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+dev: ## Run the image with .env.dev.docker, host networking and NET_RAW
+	docker run --rm -it --network host --cap-add NET_RAW --env-file .env.dev.docker \
+		-v $(CURDIR)/cs_configuration.json:/app/cs_configuration.json:ro $(IMAGE)
+
+run: ## Run the image detached (production-like)
+	docker run -d --restart unless-stopped --network host --cap-add NET_RAW \
+		-v $(CURDIR)/cs_configuration.json:/app/cs_configuration.json:ro $(IMAGE)
 
 run-local-single: ## Example: one EVSE (cs_configuration.json, .env.dev.local)
 	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
