@@ -70,6 +70,8 @@ class Message:
     _MACS: ClassVar[tuple[str, ...]]
     _NAMES: ClassVar[tuple[str, ...]]
     _HAS_TAIL: ClassVar[bool]
+    #: Values of the variable part when SECURITY_TYPE is not 1 (CM_SLAC_PARM only).
+    _PLAIN_TAIL: ClassVar[Optional[dict[str, Any]]] = None
     _HEADER_BYTES: ClassVar[bytes]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -143,7 +145,9 @@ class Message:
         values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(data, offset)))
         for name in cls._MACS:
             values[name] = fast_mac(values[name])
-        if cls._HAS_TAIL:
+        if cls._PLAIN_TAIL is not None and values["security_type"] != SECURITY_TYPE_PUBLIC_KEY:
+            values.update(cls._PLAIN_TAIL)  # no variable part without security (the hot path)
+        elif cls._HAS_TAIL:
             values.update(cls._unpack_tail(values, data[offset + size :]))
         # Every value is of its field's type and range by construction: skip re-validation.
         message = object.__new__(cls)
@@ -276,6 +280,7 @@ class SlacParmReq(Message):
     security_type: int = SECURITY_TYPE_NONE
     #: CipherSuite list, present on the wire only with SECURITY_TYPE 0x01.
     cipher_suites: tuple[int, ...] = ()
+    _PLAIN_TAIL: ClassVar[Optional[dict[str, Any]]] = {"cipher_suites": ()}
 
     def _validate(self) -> None:
         if self.cipher_suites and self.security_type != SECURITY_TYPE_PUBLIC_KEY:
@@ -326,6 +331,7 @@ class SlacParmCnf(Message):
     security_type: int = SECURITY_TYPE_NONE
     #: CipherSuite, present on the wire only with SECURITY_TYPE 0x01.
     cipher_suite: Optional[int] = None
+    _PLAIN_TAIL: ClassVar[Optional[dict[str, Any]]] = {"cipher_suite": None}
 
     def _validate(self) -> None:
         if (self.cipher_suite is not None) != (self.security_type == SECURITY_TYPE_PUBLIC_KEY):
@@ -387,6 +393,7 @@ class MnbcSoundInd(Message):
         ("remaining_sounds", "B"),
         ("run_id", "8s"),
         ("reserved", "8s"),
+        ("random", "16s"),
     )
     remaining_sounds: int
     run_id: bytes
@@ -397,15 +404,15 @@ class MnbcSoundInd(Message):
     application_type: int = APPLICATION_TYPE_PEV_EVSE
     security_type: int = SECURITY_TYPE_NONE
 
-    def _validate(self) -> None:
-        _check_bytes("random", self.random, 16)
-
-    def _pack_tail(self) -> bytes:
-        return self.random
-
     @classmethod
-    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
-        return {"random": bytes(rest[:16]).ljust(16, b"\x00")}
+    def _decode(cls: type[M], data: bytes, offset: int) -> M:
+        size = cls._STRUCT.size
+        if _MIN_SOUND <= len(data) - offset < size:  # the random field cut off: zeros
+            data, offset = bytes(data[offset:]).ljust(size, b"\x00"), 0
+        return super()._decode(data, offset)
+
+
+_MIN_SOUND = 36
 
 
 @dataclass(frozen=True)
