@@ -1,6 +1,7 @@
 """The ``slac`` command (also ``python -m slac``).
 
-Subcommands: ``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``.
+Subcommands: run the station's EVSEs (``evse``), ``capture`` SLAC frames to a pcap file,
+``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``.
 Errors are one line on stderr; exit codes: 0 success, 1 the thing checked failed (a
 violation, no match), 2 bad usage or environment (a missing file, no permission).
 """
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from slac import __version__
 from slac.errors import ConfigError, DecodeError, SlacError
@@ -42,15 +45,90 @@ def _analyze(args: argparse.Namespace) -> int:
     return 1 if args.strict and violations else 0
 
 
+def _evse(args: argparse.Namespace) -> int:
+    from slac.environment import Config
+    from slac.logs import configure_logging
+    from slac.station import load_station
+
+    config = Config().load_envs(args.env)
+    if args.cp is not None:
+        config.cp_source = args.cp
+    if args.pcap is not None:
+        config.pcap_file = str(args.pcap)
+    specs = load_station(args.config)
+    url = None
+    if config.cp_source != "stdin":
+        from slac.mqtt import parse_mqtt_url
+
+        try:
+            url = parse_mqtt_url(config.cp_source)
+        except ValueError as exc:
+            print(f"error: --cp {exc}", file=sys.stderr)
+            return 2
+        try:
+            import aiomqtt  # noqa: F401
+        except ImportError:
+            print("error: --cp mqtt:// needs aiomqtt: pip install 'slac[mqtt]'", file=sys.stderr)
+            return 2
+    configure_logging(config)
+    return asyncio.run(_run_evse(config, specs, url, args.print_states))
+
+
+async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> int:
+    from slac.service import EvseService, run_stdin
+
+    service = EvseService(specs, config)
+    if print_states:
+        service.listeners.append(lambda report: print(report.to_json(), flush=True))
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    stopping: list[str] = []
+
+    def stop(name: str) -> None:
+        if not stopping and main_task is not None:
+            stopping.append(name)
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        await service.start()
+        if url is None:
+            await run_stdin(service)
+        else:
+            from slac.mqtt import MqttBridge
+
+            await MqttBridge(service, url, config).run()
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        logging.getLogger("slac.cli").info("%s received: stopping", stopping[0])
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await service.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from slac.capture import capture_to_pcap
+
+    written = capture_to_pcap(
+        args.iface, args.write, count=args.count, duration=args.duration, announce=True
+    )
+    print(f"{written} frame(s) written to {args.write}")
+    return 0
+
+
 def _ev(args: argparse.Namespace) -> int:
     from slac.environment import Config
     from slac.ev import EvMatchingFailedError, SlacEvSession
     from slac.fsm.ev import EvConfig
+    from slac.logs import configure_logging
 
     config = Config().load_envs(args.env)
-    logging.basicConfig(
-        level=config.log_level_number, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config)
 
     async def run() -> int:
         session = SlacEvSession(
@@ -91,6 +169,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"slac {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    evse = sub.add_parser(
+        "evse",
+        help="run every EVSE of the station file; control pilot from stdin or MQTT",
+        description="Run every EVSE of the station file (one interface to a GreenPHY modem "
+        "each) until SIGINT/SIGTERM. Control-pilot states come from stdin (type B, C, A, "
+        "optionally after the EVSE id) or from MQTT (<prefix>/<evse_id>/cp_state, with the "
+        "state published retained to <prefix>/<evse_id>/slac). Every state change is "
+        "printed on stdout as one JSON line; logs go to stderr.",
+    )
+    evse.add_argument(
+        "--config",
+        type=Path,
+        default=Path("cs_configuration.json"),
+        help="station file (default: cs_configuration.json)",
+    )
+    evse.add_argument("--env", type=Path, default=None, help=".env file (default: ./.env)")
+    evse.add_argument(
+        "--cp",
+        default=None,
+        metavar="stdin|mqtt://HOST:PORT/PREFIX",
+        help="control-pilot source (default: CP_SOURCE, else stdin)",
+    )
+    evse.add_argument(
+        "--pcap", type=Path, default=None, help="write every SLAC frame to this pcap file"
+    )
+    evse.add_argument(
+        "--no-print-states",
+        dest="print_states",
+        action="store_false",
+        help="do not print state changes on stdout",
+    )
+    evse.set_defaults(func=_evse)
+
+    capture = sub.add_parser(
+        "capture",
+        help="write the SLAC frames (EtherType 0x88E1) of an interface to a pcap file",
+        description="Capture both directions of HomePlug traffic on IFACE with kernel "
+        "timestamps until Ctrl-C, SIGTERM, --count or --duration (root or CAP_NET_RAW).",
+    )
+    capture.add_argument("--iface", required=True, help="interface to capture on")
+    capture.add_argument("-w", "--write", type=Path, required=True, help="pcap file to write")
+    capture.add_argument("--count", type=int, default=None, help="stop after this many frames")
+    capture.add_argument("--duration", type=float, default=None, help="stop after (s)")
+    capture.set_defaults(func=_capture)
 
     analyze = sub.add_parser(
         "analyze",
@@ -152,6 +275,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file that cannot be written, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -79,6 +79,19 @@ class Config:
     #: TT_match_join: the EV's modem must join the logical network within this time.
     link_join_timeout: float = enums.TT_MATCH_JOIN
     log_level: str = "INFO"
+    #: "text" (human lines) or "json" (one JSON object per line).
+    log_format: str = "text"
+    #: Write every SLAC frame the EVSEs send or receive to this pcap file (None: off).
+    pcap_file: Optional[str] = None
+    #: Where ``slac evse`` reads control-pilot states: "stdin" or mqtt://host:port/prefix.
+    cp_source: str = "stdin"
+    #: MQTT client id (None: slac-<hostname>-<pid>).
+    mqtt_client_id: Optional[str] = None
+    mqtt_username: Optional[str] = field(default=None, repr=False)
+    mqtt_password: Optional[str] = field(default=None, repr=False)
+    #: Reconnect backoff: first wait, doubled after each failure up to the maximum.
+    mqtt_reconnect_min: float = 0.5
+    mqtt_reconnect_max: float = 30.0
     #: Where the values came from (the .env file read, if any); for messages only.
     env_file: Optional[str] = field(default=None, compare=False)
 
@@ -101,8 +114,17 @@ class Config:
         return int(getattr(logging, self.log_level))
 
     def describe(self) -> dict[str, Any]:
-        """The settings as a plain dictionary (for logs and ``--help``-style output)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The settings as a plain dictionary (for logs and ``--help``-style output);
+        secrets are masked."""
+        return {
+            f.name: "***"
+            if f.name in SECRET_FIELDS and getattr(self, f.name)
+            else getattr(self, f.name)
+            for f in fields(self)
+        }
+
+
+SECRET_FIELDS = frozenset({"mqtt_password"})
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,35 @@ def _log_level(env: environs.Env, name: str, default: Any) -> Any:
 
 def _log_level_check(value: Any) -> Optional[str]:
     return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
+def _lower(env: environs.Env, name: str, default: Any) -> Any:
+    value = env.str(name, default)
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _log_format_check(value: Any) -> Optional[str]:
+    return None if value in LOG_FORMATS else f"must be one of {', '.join(LOG_FORMATS)}"
+
+
+def _optional_str(env: environs.Env, name: str, default: Any) -> Any:
+    value = env.str(name, None)
+    return value if value else default
+
+
+def _cp_source_check(value: Any) -> Optional[str]:
+    if value == "stdin":
+        return None
+    from slac.mqtt import parse_mqtt_url  # no aiomqtt needed to parse
+
+    try:
+        parse_mqtt_url(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+LOG_FORMATS = ("text", "json")
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -333,6 +384,77 @@ VARIABLES: tuple[Variable, ...] = (
         _log_level,
         "INFO",
         _log_level_check,
+    ),
+    Variable(
+        "LOG_FORMAT",
+        "log_format",
+        "name",
+        "text: one readable line per event; json: one JSON object per line (time, level, "
+        "logger, message, evse_id, ev_mac, run_id)",
+        _lower,
+        "text",
+        _log_format_check,
+    ),
+    Variable(
+        "PCAP_FILE",
+        "pcap_file",
+        "path",
+        "Write every SLAC frame the EVSEs send or receive to this pcap file (overwritten at "
+        "start; open it in Wireshark or `slac analyze`); unset: no capture",
+        _optional_str,
+        "unset",
+    ),
+    Variable(
+        "CP_SOURCE",
+        "cp_source",
+        "text",
+        "Where `slac evse` reads control-pilot states: stdin, or mqtt://host:port/prefix "
+        "(overridden by --cp)",
+        lambda env, n, d: env.str(n, d).strip(),
+        "stdin",
+        _cp_source_check,
+    ),
+    Variable(
+        "MQTT_CLIENT_ID",
+        "mqtt_client_id",
+        "text",
+        "MQTT client identifier of `slac evse --cp mqtt://...`",
+        _optional_str,
+        "slac-<host>-<pid>",
+    ),
+    Variable(
+        "MQTT_USERNAME",
+        "mqtt_username",
+        "text",
+        "MQTT user name (unset: anonymous)",
+        _optional_str,
+        "unset",
+    ),
+    Variable(
+        "MQTT_PASSWORD",
+        "mqtt_password",
+        "text",
+        "MQTT password (never logged)",
+        _optional_str,
+        "unset",
+    ),
+    Variable(
+        "MQTT_RECONNECT_MIN",
+        "mqtt_reconnect_min",
+        "s",
+        "First wait before reconnecting to the MQTT broker; doubled after each failure",
+        _seconds,
+        "0.5",
+        _positive,
+    ),
+    Variable(
+        "MQTT_RECONNECT_MAX",
+        "mqtt_reconnect_max",
+        "s",
+        "Longest wait between two reconnection attempts",
+        _seconds,
+        "30",
+        _positive,
     ),
 )
 

@@ -89,6 +89,15 @@ class SlacSession:
         self.run_id: Optional[bytes] = None
         self.cp_state: Optional[str] = None
         self.matching_task: Optional[asyncio.Task[None]] = None
+        #: Called with the session after every change of :attr:`state` (ev_mac and run_id
+        #: already updated); for status publishers such as the MQTT bridge.
+        self.state_listeners: list[Callable[[SlacSession], None]] = []
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is not self.state:
+            self.state = state
+            for listener in self.state_listeners:
+                listener(self)
 
     def __repr__(self) -> str:
         return (
@@ -214,8 +223,8 @@ class SlacEvseSession(SlacSession):
     async def leave_logical_network(self) -> None:
         """Leave the EV's network: a fresh key to the modem, back to Unmatched."""
         self.log.info("leaving the logical network")
-        self._set_state(SessionState.UNMATCHED)
         self.ev_mac = self.run_id = None
+        self._set_state(SessionState.UNMATCHED)
         await self.evse_set_key()
 
     def schedule_leave(self) -> None:
@@ -340,8 +349,8 @@ class SlacEvseSession(SlacSession):
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, MatchingOngoing):
-            self._set_state(SessionState.MATCHING)
             self.ev_mac, self.run_id = event.ev_mac, event.run_id
+            self._set_state(SessionState.MATCHING)
         elif isinstance(event, Matched):
             self.key_given_out = True
             self.ev_mac, self.run_id = event.ev_mac, event.run_id
@@ -350,11 +359,12 @@ class SlacEvseSession(SlacSession):
         elif isinstance(event, MatchingFailed):
             self._set_state(SessionState.FAILED)
         elif isinstance(event, Stopped):
+            self.ev_mac = self.run_id = None
             self._set_state(SessionState.UNMATCHED)
 
     def _set_state(self, state: SessionState) -> None:
         if state is not self.state:
-            self.state = state
+            super()._set_state(state)
             if self._loop is not None:
                 self._changed.set()
 
@@ -393,8 +403,8 @@ class SlacSessionController:
         if stop:
             if session.key_given_out and session.config.reset_key_on_unplug:
                 session.schedule_leave()
-            session._set_state(SessionState.UNMATCHED)
             session.ev_mac = session.run_id = None
+            session._set_state(SessionState.UNMATCHED)
         elif previous != letter:
             session.log.debug("control pilot %s (was %s)", letter, previous)
 

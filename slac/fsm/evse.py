@@ -170,6 +170,10 @@ class EvRun:
     aag_sum: list[int] = field(default_factory=lambda: [0] * NUM_GROUPS)
     atten_char: Optional[AttenCharInd] = None
     atten_char_sends: int = 0
+    #: loop times of the phases, for the match summary
+    sounding_started: Optional[float] = None
+    sounding_done: Optional[float] = None
+    rsp_at: Optional[float] = None
 
     @property
     def key(self) -> tuple[bytes, bytes]:
@@ -365,7 +369,13 @@ class EvseMatcher:
         self.runs[key] = run
         self._remember_answer(run)
         self._send(ev, cnf)
-        self.log.info("EV %s: CM_SLAC_PARM.REQ, RunID %s", ev, message.run_id.hex())
+        self._log_run(
+            logging.INFO,
+            run,
+            "CM_SLAC_PARM.REQ answered (%d of %d parallel runs)",
+            len(self.runs),
+            self.config.max_parallel_runs,
+        )
         if not self._ongoing_reported:
             self._ongoing_reported = True
             self._events.append(MatchingOngoing(ev, message.run_id))
@@ -383,7 +393,9 @@ class EvseMatcher:
         run = EvRun(ev_mac=ev, run_id=run_id, parm_cnf=cnf, started=now)
         run.deadline = now + self.config.match_sequence_timeout
         self.runs[run.key] = run
-        self.log.info("EV %s: sounding after its run made room for others: served again", ev)
+        self._log_run(
+            logging.INFO, run, "sounding after its run made room for others: served again"
+        )
         return run
 
     def _remember_answer(self, run: EvRun) -> None:
@@ -431,7 +443,10 @@ class EvseMatcher:
             run.data_profiles += 1
             for i, value in enumerate(message.aag):
                 run.aag_sum[i] += value
-        self.log.debug("EV %s: attenuation profile %d/%d", run.ev_mac, run.profiles, run.num_sounds)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_run(
+                logging.DEBUG, run, "attenuation profile %d/%d", run.profiles, run.num_sounds
+            )
         if run.profiles >= run.num_sounds:
             self._finish_sounding(run, now)
 
@@ -523,7 +538,8 @@ class EvseMatcher:
             self._ignore(frame, f"repeated sound {message.remaining_sounds}")
             return
         run.sounds_seen.add(message.remaining_sounds)
-        self.log.debug("EV %s: sound %d/%d", run.ev_mac, len(run.sounds_seen), run.num_sounds)
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sounds_seen), run.num_sounds)
 
     def _run_atten_char_rsp(
         self, run: EvRun, frame: Frame, message: AnyMessage, now: float
@@ -536,7 +552,13 @@ class EvseMatcher:
             return
         run.state = RunState.WAIT_MATCH
         run.deadline = now + self.config.match_session_timeout
-        self.log.info("EV %s: CM_ATTEN_CHAR.RSP, waiting for CM_SLAC_MATCH.REQ", run.ev_mac)
+        run.rsp_at = now
+        self._log_run(
+            logging.INFO,
+            run,
+            "CM_ATTEN_CHAR.RSP after %.0f ms, waiting for CM_SLAC_MATCH.REQ",
+            _ms(now - (run.sounding_done or now)),
+        )
 
     def _run_match_req(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, SlacMatchReq)
@@ -567,13 +589,7 @@ class EvseMatcher:
         self._key_holder = run.ev_mac
         self.state = EvseState.MATCHED
         self._attempt_deadline = None
-        self.log.info(
-            "EV %s matched (RunID %s, NID %s) in %.0f ms",
-            run.ev_mac,
-            run.run_id.hex(),
-            self._nid.hex(),
-            (now - run.started) * 1000,
-        )
+        self._log_run(logging.INFO, run, "%s", _summary(run, now, self._nid))
         self._events.append(Matched(run.ev_mac, run.run_id, self._nid))
 
     # --- run mechanics ------------------------------------------------------------------------
@@ -587,8 +603,9 @@ class EvseMatcher:
         if window is None:
             window = time_out * TIME_OUT_UNIT if time_out else TT_EVSE_MATCH_MNBC
         run.deadline = now + window
-        self.log.info(
-            "EV %s: sounding, %d sounds within %.0f ms", run.ev_mac, num_sounds, window * 1000
+        run.sounding_started = now
+        self._log_run(
+            logging.INFO, run, "sounding started: %d sounds within %.0f ms", num_sounds, _ms(window)
         )
 
     def _finish_sounding(self, run: EvRun, now: float) -> None:
@@ -600,21 +617,26 @@ class EvseMatcher:
         else:
             # Seen with real modems (a PIB set up for an EV?): profiles with NumGroups 0.
             # The sounds were heard but not measured: report 0 dB rather than fail the car.
-            self.log.warning(
-                "EV %s: the modem's CM_ATTEN_PROFILE.IND carry no attenuation values "
+            self._log_run(
+                logging.WARNING,
+                run,
+                "the modem's CM_ATTEN_PROFILE.IND carry no attenuation values "
                 "(NumGroups 0): reporting 0 dB; check the modem's configuration",
-                run.ev_mac,
             )
             aag = (0,) * NUM_GROUPS
         run.atten_char = AttenCharInd(
             source_address=run.ev_mac, run_id=run.run_id, num_sounds=run.profiles, aag=aag
         )
         run.state = RunState.WAIT_RSP
+        run.sounding_done = now
         self._send_atten_char(run, now)
-        self.log.info(
-            "EV %s: %d profiles averaged (mean %.1f dB), CM_ATTEN_CHAR.IND sent",
-            run.ev_mac,
+        self._log_run(
+            logging.INFO,
+            run,
+            "sounding %d/%d in %.0f ms, mean attenuation %.1f dB: CM_ATTEN_CHAR.IND sent",
             run.profiles,
+            run.num_sounds,
+            _ms(now - (run.sounding_started or now)),
             sum(aag) / len(aag),
         )
 
@@ -631,7 +653,7 @@ class EvseMatcher:
             self._finish_sounding(run, now)
         elif run.state is RunState.WAIT_RSP:
             if run.atten_char_sends <= self.config.atten_char_retries:
-                self.log.info("EV %s: no CM_ATTEN_CHAR.RSP, resending the IND", run.ev_mac)
+                self._log_run(logging.INFO, run, "no CM_ATTEN_CHAR.RSP, resending the IND")
                 self._send_atten_char(run, now)
             else:
                 self._end_run(run, "no CM_ATTEN_CHAR.RSP after every resend", now)
@@ -647,7 +669,7 @@ class EvseMatcher:
     def _end_run(self, run: EvRun, reason: str, now: float, counts: bool = True) -> None:
         """Drop a run. When it was the last one, a failure that counts ends the attempt."""
         del self.runs[run.key]
-        self.log.info("EV %s, RunID %s: run ended: %s", run.ev_mac, run.run_id.hex(), reason)
+        self._log_run(logging.INFO, run, "run ended: %s", reason)
         self._events.append(RunEnded(run.ev_mac, run.run_id, reason))
         if self.runs or self.state is not EvseState.WAITING:
             return
@@ -712,9 +734,46 @@ class EvseMatcher:
     ) -> None:
         self._outgoing.append(Outgoing(dst, message))
 
+    def _log_run(self, level: int, run: EvRun, msg: str, *args: object) -> None:
+        """A line about one run: "EV <mac>, RunID <hex>: ...", with both as record fields."""
+        run_id = run.run_id.hex()
+        self.log.log(
+            level,
+            "EV %s, RunID %s: " + msg,
+            run.ev_mac,
+            run_id,
+            *args,
+            extra={"ev_mac": str(run.ev_mac), "run_id": run_id},
+        )
+
     def _ignore(self, frame: Frame, reason: str) -> None:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("ignored %s from %s: %s", frame.message.name, frame.src, reason)
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def _summary(run: EvRun, now: float, nid: bytes) -> str:
+    """The one-line account of a match: each phase's duration and the whole."""
+    parts = []
+    if run.sounding_started is not None:
+        parts.append(f"CM_SLAC_PARM {_ms(run.sounding_started - run.started):.0f} ms")
+        if run.sounding_done is not None:
+            parts.append(
+                f"sounding {_ms(run.sounding_done - run.sounding_started):.0f} ms "
+                f"({run.profiles}/{run.num_sounds} profiles)"
+            )
+    if run.sounding_done is not None and run.rsp_at is not None:
+        parts.append(
+            f"CM_ATTEN_CHAR {_ms(run.rsp_at - run.sounding_done):.0f} ms "
+            f"({run.atten_char_sends} sent)"
+        )
+    if run.rsp_at is not None:
+        parts.append(f"CM_SLAC_MATCH {_ms(now - run.rsp_at):.0f} ms")
+    phases = ", ".join(parts) if parts else "phases not seen"
+    return f"matched in {_ms(now - run.started):.0f} ms ({phases}); NID {nid.hex()}"
 
 
 def _average(total: int, count: int) -> int:

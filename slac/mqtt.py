@@ -1,0 +1,208 @@
+"""Control pilot in, SLAC state out, over MQTT (``slac evse --cp mqtt://host:port/prefix``).
+
+- subscribes to ``<prefix>/<evse_id>/cp_state``: the payload is the state ("B", "C2", ...)
+  or a JSON object ``{"state": "B"}``;
+- publishes, retained and with QoS 1, ``<prefix>/<evse_id>/slac``:
+  ``{"state": "unmatched|matching|matched|failed", "ev_mac": ..., "run_id": ...,
+  "timestamp": ..., "evse_id": ...}`` at every change, and ``<prefix>/bridge`` "online"
+  (the broker publishes "offline" when the connection dies);
+- when the broker goes away, reconnects with exponential backoff (``MQTT_RECONNECT_MIN`` to
+  ``MQTT_RECONNECT_MAX``); state changes meanwhile are kept, in order, and published after
+  the reconnection: none is lost.
+
+aiomqtt is an optional dependency: ``pip install 'slac[mqtt]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
+
+from slac.environment import Config
+from slac.service import EvseService, StateReport
+
+if TYPE_CHECKING:
+    import aiomqtt
+
+logger = logging.getLogger(__name__)
+
+#: state changes kept while the broker is away (the oldest go first beyond this)
+OUTBOX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"mqtt://{self.host}:{self.port}/{self.prefix}"
+
+
+def parse_mqtt_url(url: str) -> MqttUrl:
+    """mqtt://host[:port]/prefix (port 1883 by default); ValueError in plain words."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt":
+        raise ValueError(f"{url!r}: expected stdin or mqtt://host:port/prefix")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: no broker host")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
+    prefix = parts.path.strip("/")
+    if not prefix:
+        raise ValueError(f"{url!r}: a topic prefix is needed, e.g. mqtt://localhost:1883/slac")
+    if any(c in prefix for c in "+#"):
+        raise ValueError(f"{url!r}: the prefix must not contain MQTT wildcards (+ or #)")
+    return MqttUrl(parts.hostname, port, prefix)
+
+
+def parse_cp_payload(payload: bytes) -> str:
+    """The CP state of a cp_state message: "B" or {"state": "B"}; ValueError otherwise."""
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("payload is not UTF-8 text") from None
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"payload is not valid JSON: {exc}") from None
+        state = data.get("state", data.get("cp_state")) if isinstance(data, dict) else None
+        if not isinstance(state, str):
+            raise ValueError('JSON payload needs a "state" string')
+        return state
+    if not text:
+        raise ValueError("empty payload")
+    return text
+
+
+class MqttBridge:
+    """Connects an :class:`EvseService` to an MQTT broker; :meth:`run` until cancelled."""
+
+    def __init__(self, service: EvseService, url: MqttUrl, config: Optional[Config] = None):
+        self.service = service
+        self.url = url
+        self.config = config or service.config
+        self.client_id = self.config.mqtt_client_id or f"slac-{socket.gethostname()}-{os.getpid()}"
+        self.outbox: collections.deque[StateReport] = collections.deque(maxlen=OUTBOX_LIMIT)
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.connections = 0
+        #: the last report of every EVSE: published again after a reconnection, so that a
+        #: restarted broker (retained messages lost) knows every state again
+        self.last: dict[str, StateReport] = {}
+        service.listeners.append(self._queue)
+        for report in service.reports():
+            self._queue(report)
+
+    def topic(self, evse_id: str, leaf: str) -> str:
+        return f"{self.url.prefix}/{evse_id}/{leaf}"
+
+    def _queue(self, report: StateReport) -> None:
+        self.last[report.evse_id] = report
+        self.outbox.append(report)
+        self._wake.set()
+
+    def _republish_current(self) -> None:
+        pending = {report.evse_id for report in self.outbox}
+        for evse_id, report in self.last.items():
+            if evse_id not in pending:
+                self.outbox.append(report)
+        self._wake.set()
+
+    async def run(self) -> None:
+        import aiomqtt
+
+        delay = self.config.mqtt_reconnect_min
+        status_topic = f"{self.url.prefix}/bridge"
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.url.host,
+                    self.url.port,
+                    identifier=self.client_id,
+                    username=self.config.mqtt_username,
+                    password=self.config.mqtt_password,
+                    will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=True),
+                    keepalive=10,
+                    timeout=5,
+                ) as client:
+                    self.connections += 1
+                    logger.info("MQTT: connected to %s as %s", self.url, self.client_id)
+                    delay = self.config.mqtt_reconnect_min
+                    await client.subscribe(f"{self.url.prefix}/+/cp_state", qos=1)
+                    await client.publish(status_topic, b"online", qos=1, retain=True)
+                    if self.connections > 1:
+                        self._republish_current()
+                    self.connected.set()
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                logger.warning(
+                    "MQTT: broker %s:%d unreachable or gone (%s); retrying in %.1f s "
+                    "(%d state change(s) waiting)",
+                    self.url.host,
+                    self.url.port,
+                    exc,
+                    delay,
+                    len(self.outbox),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.mqtt_reconnect_max)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Receive CP states and publish state changes until one of them fails."""
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(self._receive(client), name="slac-mqtt-receive"),
+            loop.create_task(self._publish(client), name="slac-mqtt-publish"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()  # MqttError: reconnect
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self.outbox:
+                report = self.outbox[0]
+                payload = report.to_json().encode()
+                await client.publish(
+                    self.topic(report.evse_id, "slac"), payload, qos=1, retain=True
+                )
+                # only now: a report whose publication failed is sent again after reconnecting
+                if self.outbox and self.outbox[0] is report:
+                    self.outbox.popleft()
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self.handle_cp_message(str(message.topic), message.payload)
+
+    async def handle_cp_message(self, topic: str, payload: Any) -> None:
+        """Apply one cp_state message; a bad one is logged and dropped."""
+        prefix = self.url.prefix + "/"
+        evse_id = topic[len(prefix) : -len("/cp_state")] if topic.startswith(prefix) else ""
+        data = payload if isinstance(payload, bytes) else str(payload).encode()
+        try:
+            state = parse_cp_payload(data)
+            if evse_id not in self.service.sessions:
+                raise ValueError(f"no EVSE {evse_id!r} in this station")
+            await self.service.set_cp(state, evse_id)
+        except ValueError as exc:
+            logger.warning("MQTT: %s ignored: %s", topic, exc)

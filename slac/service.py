@@ -1,0 +1,237 @@
+"""Every EVSE of a charging station in one process, as ``slac evse`` runs them.
+
+:class:`EvseService` opens one :class:`~slac.session.SlacEvseSession` per EVSE of the
+station file, gives each modem a key, takes control-pilot states from a source (stdin, MQTT,
+or a caller) and reports every state change (:class:`StateReport`) to its listeners. With
+``PCAP_FILE`` set it writes every SLAC frame the EVSEs send or receive to a pcap file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Optional, TextIO
+
+from slac.environment import Config
+from slac.errors import ConfigError, SlacError
+from slac.pcap import PcapWriter
+from slac.session import SlacEvseSession, SlacSession, SlacSessionController
+from slac.station import EvseSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StateReport:
+    """One EVSE's state after a change (also the MQTT status payload)."""
+
+    evse_id: str
+    state: str
+    ev_mac: Optional[str]
+    run_id: Optional[str]
+    timestamp: float
+
+    @classmethod
+    def of(cls, session: SlacSession) -> StateReport:
+        return cls(
+            evse_id=session.evse_id,
+            state=session.state.value,
+            ev_mac=str(session.ev_mac) if session.ev_mac is not None else None,
+            run_id=session.run_id.hex() if session.run_id is not None else None,
+            timestamp=round(time.time(), 3),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "evse_id": self.evse_id,
+            "state": self.state,
+            "ev_mac": self.ev_mac,
+            "run_id": self.run_id,
+            "timestamp": self.timestamp,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+StateListener = Callable[[StateReport], None]
+
+
+class EvseService(SlacSessionController):
+    """Runs the EVSEs of a station; feed it CP states with :meth:`set_cp`."""
+
+    def __init__(
+        self,
+        evses: Iterable[EvseSpec],
+        config: Optional[Config] = None,
+        *,
+        session_factory: Callable[[str, str, Config], SlacEvseSession] = SlacEvseSession,
+    ) -> None:
+        self.config = config or Config()
+        self.sessions: dict[str, SlacEvseSession] = {}
+        for spec in evses:
+            session = session_factory(spec.evse_id, spec.network_interface, self.config)
+            session.state_listeners.append(self._state_changed)
+            self.sessions[spec.evse_id] = session
+        if not self.sessions:
+            raise ConfigError({"station": "no EVSE to run"})
+        self.listeners: list[StateListener] = []
+        self._pcap_file: Optional[IO[bytes]] = None
+        self._pcap: Optional[PcapWriter] = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every interface (TransportError names the first that fails), start the pcap
+        file, then give every modem a key at once. A modem that does not take its key is
+        reported and tried again when an EV plugs in: the other EVSEs run meanwhile."""
+        for session in self.sessions.values():
+            await session.open()
+        if self.config.pcap_file:
+            self._start_pcap(self.config.pcap_file)
+        results = await asyncio.gather(
+            *(session.evse_set_key() for session in self.sessions.values()),
+            return_exceptions=True,
+        )
+        for session, result in zip(self.sessions.values(), results):
+            if isinstance(result, (SlacError, OSError)):
+                session.log.error("%s; trying again at the next plug-in", result)
+            elif isinstance(result, BaseException):
+                raise result
+        for session in self.sessions.values():
+            self._state_changed(session)
+        logger.info(
+            "%d EVSE(s) running: %s",
+            len(self.sessions),
+            ", ".join(f"{s.evse_id} on {s.network_interface}" for s in self.sessions.values()),
+        )
+
+    async def close(self) -> None:
+        """Stop matching everywhere, give matched modems a fresh key, close sockets and pcap."""
+        for session in self.sessions.values():
+            if session.key_given_out and self.config.reset_key_on_unplug:
+                session.schedule_leave()
+            await session.close()
+        if self._pcap_file is not None:
+            self._pcap_file.close()
+            self._pcap_file = self._pcap = None
+
+    # --- control pilot ------------------------------------------------------------------------
+
+    async def set_cp(self, state: str, evse_id: Optional[str] = None) -> None:
+        """Apply a control-pilot state to one EVSE, or to every EVSE when ``evse_id`` is None.
+
+        ValueError for an unknown EVSE id or a state that is not A to F.
+        """
+        if evse_id is None:
+            targets = list(self.sessions.values())
+        elif evse_id in self.sessions:
+            targets = [self.sessions[evse_id]]
+        else:
+            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+        for session in targets:
+            await self.process_cp_state(session, state)
+
+    # --- reports --------------------------------------------------------------------------------
+
+    def reports(self) -> list[StateReport]:
+        return [StateReport.of(s) for s in self.sessions.values()]
+
+    def _state_changed(self, session: SlacSession) -> None:
+        report = StateReport.of(session)
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:
+                logger.exception("state listener failed")
+
+    # --- pcap -------------------------------------------------------------------------------------
+
+    def _start_pcap(self, path: str) -> None:
+        try:
+            self._pcap_file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ConfigError({"PCAP_FILE": f"cannot write {path}: {exc.strerror}"}) from None
+        self._pcap = PcapWriter(self._pcap_file)
+        for session in self.sessions.values():
+            session.host.observers.append(self._capture)
+        logger.info("writing every SLAC frame to %s", path)
+
+    def _capture(self, frame: bytes, _loop_time: float, _sent: bool) -> None:
+        if self._pcap is None:
+            return
+        try:
+            self._pcap.write(frame)
+            self._pcap.flush()
+        except OSError as exc:  # a full disk must not stop charging: stop capturing
+            logger.error("pcap capture stopped: %s", exc)
+            self._pcap = None
+
+
+# --- control pilot from stdin ------------------------------------------------------------------
+
+STDIN_HELP = (
+    "control pilot: type a state (A to F, e.g. B, C, A) for every EVSE, or "
+    "'<evse_id> <state>' for one; 'status' prints every EVSE's state"
+)
+
+
+def parse_cp_line(line: str) -> tuple[Optional[str], str]:
+    """("evse id" or None, state) from "B" or "DE*SWT*E123 B"; ValueError when empty."""
+    words = line.split()
+    if not words:
+        raise ValueError("empty line")
+    if len(words) == 1:
+        return None, words[0]
+    return " ".join(words[:-1]), words[-1]
+
+
+async def run_stdin(service: EvseService, stream: Optional[TextIO] = None) -> None:
+    """Read CP states from ``stream`` (stdin) line by line until it ends.
+
+    Lines are read in a daemon thread (works for terminals, pipes and files alike); errors
+    in a line are one line on stderr and do not stop the service.
+    """
+    source = stream or sys.stdin
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[Optional[str]] = asyncio.Queue()
+
+    def reader() -> None:
+        try:
+            for line in source:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            # RuntimeError: the loop is closed, nobody is listening any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=reader, name="slac-stdin", daemon=True).start()
+    print(STDIN_HELP, file=sys.stderr, flush=True)
+    while True:
+        line = await lines.get()
+        if line is None:
+            logger.info("stdin closed: no more control-pilot input")
+            return
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.lower() in ("status", "?", "help"):
+            if text.lower() != "status":
+                print(STDIN_HELP, file=sys.stderr, flush=True)
+            for report in service.reports():
+                print(report.to_json(), flush=True)
+            continue
+        try:
+            evse_id, state = parse_cp_line(text)
+            await service.set_cp(state, evse_id)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)

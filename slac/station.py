@@ -1,0 +1,74 @@
+"""The charging-station file (``cs_configuration.json``): which EVSE is on which interface.
+
+{"number_of_evses": 2,
+ "parameters": [{"evse_id": "DE*SWT*E123456789", "network_interface": "eth0"}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from slac.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EvseSpec:
+    """One EVSE of the station: its id and the interface to its GreenPHY modem."""
+
+    evse_id: str
+    network_interface: str
+
+
+def parse_station(data: Any, source: str = "station configuration") -> list[EvseSpec]:
+    """The EVSEs of a decoded station configuration; ConfigError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ConfigError({source: "must hold a JSON object"})
+    parameters = data.get("parameters")
+    if not isinstance(parameters, list) or not parameters:
+        raise ConfigError({source: '"parameters" must be a non-empty list of EVSEs'})
+    number = data.get("number_of_evses", len(parameters))
+    if not isinstance(number, int) or isinstance(number, bool) or number != len(parameters):
+        raise ConfigError(
+            {source: f'"number_of_evses" ({number!r}) must equal the {len(parameters)} entries'}
+        )
+    specs: list[EvseSpec] = []
+    for i, entry in enumerate(parameters):
+        if not isinstance(entry, dict):
+            raise ConfigError({source: f"parameters[{i}] must be an object"})
+        evse_id, interface = entry.get("evse_id"), entry.get("network_interface")
+        if not isinstance(evse_id, str) or not evse_id.strip():
+            raise ConfigError({source: f"parameters[{i}] needs a non-empty evse_id"})
+        if not isinstance(interface, str) or not interface.strip():
+            raise ConfigError({source: f"parameters[{i}] needs a network_interface"})
+        specs.append(EvseSpec(evse_id.strip(), interface.strip()))
+    ids = [s.evse_id for s in specs]
+    doubles = sorted({i for i in ids if ids.count(i) > 1})
+    if doubles:
+        raise ConfigError({source: f"evse_id used twice: {', '.join(doubles)}"})
+    interfaces = [s.network_interface for s in specs]
+    shared = sorted({i for i in interfaces if interfaces.count(i) > 1})
+    if shared:
+        raise ConfigError(
+            {source: f"one interface per EVSE (one modem each); shared: {', '.join(shared)}"}
+        )
+    return specs
+
+
+def load_station(path: Union[str, os.PathLike[str]]) -> list[EvseSpec]:
+    """Read and check a station file. Raises ConfigError in plain words."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError({name: f"cannot read the file: {exc.strerror or exc}"}) from None
+    except UnicodeDecodeError:
+        raise ConfigError({name: "not UTF-8 text"}) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError({name: f"not valid JSON: {exc}"}) from None
+    return parse_station(data, name)
