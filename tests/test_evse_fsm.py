@@ -422,6 +422,58 @@ def test_silent_runs_make_room_for_a_new_ev_oldest_first() -> None:
     assert len(h.matcher.runs) == 5
 
 
+def test_runs_whose_ev_chose_another_evse_make_room_after_tt_ev_atten_results() -> None:
+    # five neighbours' cars, heard through crosstalk, completed sounding and went elsewhere
+    h = Harness()
+    for i in range(1, 6):
+        run = bytes([i]) * 8
+        h.parm(ev_mac(i), run)
+        h.sounding(ev_mac(i), run, [[50] * 58] * 10, gap=0.0)
+        h.rsp(ev_mac(i), run)
+    own = ev_mac(9)
+    h.advance(1.0)  # the EVs may still be deciding: their runs stay
+    assert h.parm(own, b"\x09" * 8) == []
+    h.advance(0.3)  # TT_EV_atten_results (1.2 s) after their CM_ATTEN_CHAR.RSP
+    (cnf,) = h.parm(own, b"\x09" * 8)
+    assert cnf.dst == own
+    assert len(h.matcher.runs) == 5
+    ended = [e for e in h.events_of(RunEnded) if "chose another EVSE" in e.reason]
+    assert [e.ev_mac for e in ended] == [ev_mac(1)]
+    h.sounding(own, b"\x09" * 8, [[20] * 58] * 10)
+    h.rsp(own, b"\x09" * 8)
+    h.match_req(own, b"\x09" * 8)
+    assert h.events_of(Matched) == [Matched(own, b"\x09" * 8, NID)]
+    assert h.events_of(AttemptFailed) == []
+
+
+def test_the_ev_heard_best_takes_the_slot_of_the_worst_heard_sounding_run() -> None:
+    # eight cars plug in at once: five neighbours take the slots, our own car was answered
+    # but evicted; its profiles show it is on this EVSE's cable
+    h = Harness()
+    own, own_run = ev_mac(9), b"\x09" * 8
+    h.parm(own, own_run)
+    for i in range(1, 6):
+        h.parm(ev_mac(i), bytes([i]) * 8)
+    assert (bytes(own), own_run) not in h.matcher.runs
+    for i in range(1, 6):
+        h.start_atten(ev_mac(i), bytes([i]) * 8)
+        h.sound(ev_mac(i), bytes([i]) * 8, 9, [40 + i] * 58)
+    h.start_atten(own, own_run)  # no WAIT_START_ATTEN run left to evict
+    assert (bytes(own), own_run) not in h.matcher.runs
+    h.sound(own, own_run, 9, [44] * 58)  # not clearly better than the worst (45 dB): no
+    assert (bytes(own), own_run) not in h.matcher.runs
+    for remaining in range(8, -1, -1):
+        h.sound(own, own_run, remaining, [20] * 58)
+    assert (bytes(own), own_run) in h.matcher.runs
+    assert (bytes(ev_mac(5)), b"\x05" * 8) not in h.matcher.runs  # the worst-heard went
+    h.advance(0.6)  # the sounding window: the IND covers the profiles received
+    ind = [o for o in h.sent_of(AttenCharInd) if o.dst == own]
+    assert len(ind) == 1
+    assert isinstance(ind[0].message, AttenCharInd)
+    assert ind[0].message.aag == (20,) * 58
+    assert ind[0].message.num_sounds == 9
+
+
 def test_matched_evse_ignores_other_evs() -> None:
     h = Harness()
     h.full_match(EV, RUN)

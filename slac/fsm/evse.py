@@ -44,6 +44,7 @@ from slac.enums import (
     NUM_GROUPS,
     SECURITY_TYPE_NONE,
     TIME_OUT_UNIT,
+    TT_EV_ATTEN_RESULTS,
     TT_EVSE_MATCH_MNBC,
     ValidateResult,
 )
@@ -83,6 +84,8 @@ logger = logging.getLogger(__name__)
 
 #: How many answered (EV MAC, RunID) pairs are remembered for re-admission.
 ANSWERED_MEMORY = 256
+#: an EV heard this much better (dB) than the worst-heard sounding run takes its slot
+BETTER_HEARD_DB = 6.0
 
 
 class EvseState(Enum):
@@ -406,24 +409,82 @@ class EvseMatcher:
             self._answered.popitem(last=False)
 
     def _evict_for(self, ev: MacAddress, now: float) -> bool:
-        """Make room when every parallel slot is taken.
+        """Make room when every parallel slot is taken, for a run that cannot be the EV's
+        choice any more.
 
-        The oldest run that never got past CM_SLAC_PARM.CNF goes: a real EV sends
+        First the oldest run that never got past CM_SLAC_PARM.CNF: a real EV sends
         CM_START_ATTEN_CHAR.IND within milliseconds, so only stations that are silent after
-        their request (or forged requests) are dropped.
+        their request (or forged requests) are dropped. Then the run that has waited longest
+        for CM_SLAC_MATCH.REQ, once TT_EV_atten_results has passed since its
+        CM_ATTEN_CHAR.RSP: by then its EV has chosen, and not this EVSE (a neighbour's car
+        heard through crosstalk). Without this, five such runs would lock this EVSE's own EV
+        out for TT_EVSE_match_session (10 s).
         """
         stale = [r for r in self.runs.values() if r.state is RunState.WAIT_START_ATTEN]
-        if not stale:
-            return False
-        oldest = min(stale, key=lambda r: r.started)
-        self._end_run(
-            oldest, f"replaced by EV {ev}: every parallel slot was taken", now, counts=False
-        )
-        return True
+        if stale:
+            oldest = min(stale, key=lambda r: r.started)
+            self._end_run(
+                oldest, f"replaced by EV {ev}: every parallel slot was taken", now, counts=False
+            )
+            return True
+        chosen_elsewhere = [
+            r
+            for r in self.runs.values()
+            if r.state is RunState.WAIT_MATCH
+            and r.rsp_at is not None
+            and now - r.rsp_at >= TT_EV_ATTEN_RESULTS
+        ]
+        if chosen_elsewhere:
+            oldest = min(chosen_elsewhere, key=lambda r: r.rsp_at or 0.0)
+            self._end_run(
+                oldest,
+                f"replaced by EV {ev}: no CM_SLAC_MATCH.REQ {_ms(now - (oldest.rsp_at or now)):.0f}"
+                " ms after CM_ATTEN_CHAR.RSP, the EV chose another EVSE",
+                now,
+                counts=False,
+            )
+            return True
+        return False
+
+    def _admit_better_heard(self, message: AttenProfileInd, now: float) -> Optional[EvRun]:
+        """A profile of an EV we answered but could not serve (every slot taken): when this
+        EVSE hears it clearly better than the worst-heard EV it is sounding with, that one
+        makes room. The EV on this EVSE's own cable is heard best: crosstalk cannot lock it
+        out. It is served from this profile on (the average covers the profiles received)."""
+        ev = message.pev_mac
+        if not message.aag or any(r.ev_mac == ev for r in self.runs.values()):
+            return None
+        key = next((k for k in reversed(self._answered) if k[0] == bytes(ev)), None)
+        if key is None:
+            return None
+        if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
+            heard = sum(message.aag) / len(message.aag)
+            sounding = [
+                r for r in self.runs.values() if r.state is RunState.SOUNDING and r.data_profiles
+            ]
+            if not sounding:
+                return None
+            worst = max(sounding, key=lambda r: sum(r.aag_sum) / r.data_profiles)
+            worst_db = sum(worst.aag_sum) / worst.data_profiles / len(worst.aag_sum)
+            if heard + BETTER_HEARD_DB > worst_db:
+                return None
+            self._end_run(
+                worst,
+                f"replaced by EV {ev}, heard at {heard:.0f} dB instead of {worst_db:.0f} dB",
+                now,
+                counts=False,
+            )
+        run = EvRun(ev_mac=ev, run_id=key[1], parm_cnf=self._answered[key], started=now)
+        self.runs[run.key] = run
+        self._begin_sounding(run, run.num_sounds, None, now)
+        self._log_run(logging.INFO, run, "heard better than a run it replaces: served again")
+        return run
 
     def _on_profile(self, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, AttenProfileInd)
         run = next((r for r in self.runs.values() if r.ev_mac == message.pev_mac), None)
+        if run is None and len(message.aag) == NUM_GROUPS:
+            run = self._admit_better_heard(message, now)
         if run is None:
             self._ignore(frame, f"no run for EV {message.pev_mac}")
             return

@@ -2,7 +2,7 @@
 
 from slac.powerline.medium import EV, EVSE, Delivery, Faults, Medium, Modem
 from slac.powerline.runner import Powerline
-from slac.powerline.topology import HostPort, Topology
+from slac.powerline.topology import HostPort, Topology, site_medium
 
 __all__ = [
     "EV",
@@ -14,4 +14,5 @@ __all__ = [
     "Modem",
     "Powerline",
     "Topology",
+    "site_medium",
 ]

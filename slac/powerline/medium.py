@@ -115,6 +115,8 @@ class Medium:
         self.rng = random.Random(seed)
         self.counters: dict[str, int] = {}
         self.last_error = ""
+        #: who each port can hear at all (before cuts); rebuilt after topology changes
+        self._audible: dict[int, list[int]] = {}
 
     def add_port(self, name: str, role: str, *, mac: Optional[MacAddress] = None) -> int:
         if role not in (EV, EVSE):
@@ -122,12 +124,14 @@ class Medium:
         index = len(self.modems)
         modem_mac = mac or MacAddress(bytes([0x00, 0xB0, 0x52, 0xF0, index >> 8, index & 0xFF]))
         self.modems.append(Modem(name, role, modem_mac, nmk=self.rng.randbytes(16)))
+        self._audible.clear()
         return index
 
     def set_attenuation(self, a: int, b: int, db: Optional[float]) -> None:
         """Attenuation between two ports in dB (symmetric); None: they do not hear each other."""
         self.attenuation[(a, b)] = db
         self.attenuation[(b, a)] = db
+        self._audible.clear()
 
     def attenuation_between(self, a: int, b: int) -> Optional[float]:
         return self.attenuation.get((a, b), self.default_attenuation)
@@ -137,13 +141,25 @@ class Medium:
             return False
         return self.attenuation_between(a, b) is not None
 
+    def audible(self, port: int) -> list[int]:
+        """The ports that hear ``port`` now (cut modems excluded)."""
+        heard = self._audible.get(port)
+        if heard is None:
+            heard = [
+                p
+                for p in range(len(self.modems))
+                if p != port and self.attenuation_between(port, p) is not None
+            ]
+            self._audible[port] = heard
+        if self.modems[port].cut:
+            return []
+        modems = self.modems
+        return [p for p in heard if not modems[p].cut]
+
     def linked(self, port: int) -> bool:
         """Whether this modem shares its network key with another modem it hears."""
         me = self.modems[port]
-        return any(
-            self.hears(port, other) and self.modems[other].nmk == me.nmk
-            for other in range(len(self.modems))
-        )
+        return any(self.modems[other].nmk == me.nmk for other in self.audible(port))
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
@@ -187,7 +203,7 @@ class Medium:
         return deliveries
 
     def _targets(self, port: int, dst: MacAddress) -> list[int]:
-        others = [p for p in range(len(self.modems)) if self.hears(port, p)]
+        others = self.audible(port)
         if dst.is_multicast:
             return others
         owners = [p for p in others if bytes(dst) in self.modems[p].host_macs]
@@ -219,11 +235,7 @@ class Medium:
         if modem.cut:
             return []
         dst = data[0:6]
-        targets = [
-            p
-            for p in range(len(self.modems))
-            if self.hears(port, p) and self.modems[p].nmk == modem.nmk
-        ]
+        targets = [p for p in self.audible(port) if self.modems[p].nmk == modem.nmk]
         if not dst[0] & 1:
             owners = [p for p in targets if bytes(dst) in self.modems[p].host_macs]
             targets = owners or targets

@@ -104,21 +104,19 @@ class Topology:
         *,
         attenuation: float = 20.0,
         crosstalk: Optional[float] = None,
+        cluster: Optional[int] = None,
         jitter: float = 1.0,
         seed: Optional[int] = None,
     ) -> Medium:
-        """A medium with one port per host. EV i and EVSE i hear each other at
-        ``attenuation`` dB; other EV/EVSE pairs at ``crosstalk`` dB (None: not at all)."""
-        medium = Medium(default_attenuation=attenuation, jitter=jitter, seed=seed)
-        for port in self.ports:
-            medium.add_port(port.modem_interface, port.role)
-        evse_index = [i for i, p in enumerate(self.ports) if p.role == EVSE]
-        ev_index = [i for i, p in enumerate(self.ports) if p.role == EV]
-        for a, ev in enumerate(ev_index):
-            for b, evse in enumerate(evse_index):
-                if a != b:
-                    medium.set_attenuation(ev, evse, crosstalk)
-        return medium
+        """A medium with one port per host; see :func:`site_medium`."""
+        return site_medium(
+            [p.role for p in self.ports],
+            attenuation=attenuation,
+            crosstalk=crosstalk,
+            cluster=cluster,
+            jitter=jitter,
+            seed=seed,
+        )
 
     def modem_interfaces(self) -> list[str]:
         return [p.modem_interface for p in self.ports]
@@ -159,3 +157,41 @@ class Topology:
 
     def __exit__(self, *exc_info: object) -> None:
         self.delete()
+
+
+def site_medium(
+    roles: list[str],
+    *,
+    attenuation: float = 20.0,
+    crosstalk: Optional[float] = None,
+    cluster: Optional[int] = None,
+    jitter: float = 1.0,
+    seed: Optional[int] = None,
+) -> Medium:
+    """A medium for ports of the given roles (EV or EVSE, in port order). The i-th EV and
+    the i-th EVSE hear each other at ``attenuation`` dB; another EV/EVSE pair at
+    ``crosstalk`` dB (None: not at all).
+
+    With ``cluster``, a charge point's EVSE and EV are in group i // cluster; an EV hears
+    only the EVSEs of its group (its own at ``attenuation``, the others at ``crosstalk``),
+    and hosts of the same role do not hear each other (a car park of separate feeds, where
+    crosstalk couples neighbouring charge cables)."""
+    medium = Medium(default_attenuation=attenuation, jitter=jitter, seed=seed)
+    for port, role in enumerate(roles):
+        medium.add_port(f"port{port}", role)
+    evse_index = [i for i, role in enumerate(roles) if role == EVSE]
+    ev_index = [i for i, role in enumerate(roles) if role == EV]
+    if cluster is not None:  # nothing crosses between clusters, whatever the roles
+        group = {port: n // cluster for n, port in enumerate(evse_index)}
+        group.update({port: n // cluster for n, port in enumerate(ev_index)})
+        for p in range(len(roles)):
+            for q in range(p + 1, len(roles)):
+                if group[p] != group[q] or roles[p] == roles[q]:
+                    medium.set_attenuation(p, q, None)
+    for a, ev in enumerate(ev_index):
+        for b, evse in enumerate(evse_index):
+            if a == b:
+                continue
+            neighbours = cluster is None or a // cluster == b // cluster
+            medium.set_attenuation(ev, evse, crosstalk if neighbours else None)
+    return medium
