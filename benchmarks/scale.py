@@ -61,6 +61,12 @@ OWN_DB = 20.0
 CROSSTALK_DB = 50.0
 RESPONSES = ("CM_SLAC_PARM.CNF", "CM_ATTEN_CHAR.IND", "CM_SLAC_MATCH.CNF")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SIMULATION_NICENESS = 10
+# On two cores or more, the EVSE gets core 0 to itself (as on its own hardware) and the
+# simulated world (medium, EVs, capture) runs on the others.
+_CORES = sorted(os.sched_getaffinity(0))
+EVSE_CPU = ["taskset", "-c", str(_CORES[0])] if len(_CORES) > 1 else []
+SIMULATION_CPU = ["taskset", "-c", ",".join(str(c) for c in _CORES[1:])] if len(_CORES) > 1 else []
 
 OPU_INI = """[default]
 station identifier = BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
@@ -140,7 +146,8 @@ async def ev_worker(spec: dict[str, Any]) -> None:
     spread = spec["spread"]
     offsets = [spread * i / len(evs) if spread else 0.0 for i in range(len(evs))]
     done = await asyncio.gather(*(one(e["index"], e["netns"], o) for e, o in zip(evs, offsets)))
-    print(json.dumps([r for rs in done for r in rs]), flush=True)
+    output = {"results": [r for rs in done for r in rs], "cpu_s": time.process_time()}
+    print(json.dumps(output), flush=True)
 
 
 # --- the orchestrator -----------------------------------------------------------------------------
@@ -295,18 +302,20 @@ class EvseUnderTest:
             )
             env = workdir / "bench.env"
             env.write_text("SET_KEY_SETTLE_TIME=0\nLOG_LEVEL=INFO\n")
-            log = open(workdir / "evse.log", "wb")  # noqa: SIM115 - the process keeps it
-            process = await asyncio.create_subprocess_exec(
-                *topo.evse_netns.command(
-                    [sys.executable, "-m", "slac", "evse", "--config", str(station)]
-                    + ["--env", str(env)]
-                ),
-                cwd=ROOT,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-            log.close()
+            python = [*EVSE_CPU, sys.executable]
+            profile = os.environ.get("SLAC_BENCH_PROFILE")
+            if profile:  # cProfile the EVSE process (slower: for finding hot spots only)
+                python += ["-m", "cProfile", "-o", f"{profile}.{len(ifaces)}"]
+            with (workdir / "evse.log").open("wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    *topo.evse_netns.command(
+                        [*python, "-m", "slac", "evse", "--config", str(station), "--env", str(env)]
+                    ),
+                    cwd=ROOT,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
+                )
             self.processes.append(process)
             self.readers.append(asyncio.get_running_loop().create_task(self._read(process)))
             await self.wait_states("unmatched", len(ifaces), since=0, timeout=60)
@@ -315,7 +324,9 @@ class EvseUnderTest:
             ini.write_text(OPU_INI)
             for iface in ifaces:
                 process = await asyncio.create_subprocess_exec(
-                    *topo.evse_netns.command(["evse", "-i", iface, "-p", str(ini), "-q"]),
+                    *topo.evse_netns.command(
+                        [*EVSE_CPU, "evse", "-i", iface, "-p", str(ini), "-q"]
+                    ),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
@@ -370,7 +381,13 @@ async def run_worker(role: str, spec: dict[str, Any], wait_ready: bool) -> Any:
     handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
     with handle:
         json.dump(spec, handle)
+    # The medium and the EVs stand for other machines (modems, cars): niced, so that the
+    # EVSE process under test gets the CPU it would have on its own hardware.
     process = await asyncio.create_subprocess_exec(
+        *SIMULATION_CPU,
+        "nice",
+        "-n",
+        str(SIMULATION_NICENESS),
         sys.executable,
         __file__,
         role,
@@ -435,8 +452,9 @@ async def run_case(
                 await evse.cp("B")
                 await asyncio.sleep(0.3)
                 cpu_before = proc_cpu(evse.pids)
+                medium_before = proc_cpu([medium.pid])
                 wall = time.monotonic()
-                results = await run_worker(
+                evs_out = await run_worker(
                     "ev-worker",
                     {
                         "iface": topo.ev_interface,
@@ -451,9 +469,11 @@ async def run_case(
                     wait_ready=False,
                 )
                 wall = time.monotonic() - wall
+                results = evs_out["results"]
                 if kind == "slac":
                     await evse.wait_states("matched", n, since=since, timeout=5)
                 cpu = proc_cpu(evse.pids) - cpu_before
+                medium_cpu = proc_cpu([medium.pid]) - medium_before
                 frames = sniffer.take()
                 times, to_match = responses(frames)
                 ok = [r for r in results if r["ok"]]
@@ -471,13 +491,19 @@ async def run_case(
                 round_result = {
                     "evs": len(results),
                     "matched": len({r["index"] for r in ok}) if repeats == 1 else len(ok),
-                    "failed": [r.get("error") for r in results if not r["ok"]][:5],
+                    "failed": [
+                        f"EV {r['index']}: {r.get('error')}" for r in results if not r["ok"]
+                    ][:5],
                     "wrong_pairings": len(wrong_ev) + len(wrong_evse),
                     "response_ms": {k: summary_ms(v) for k, v in times.items()},
                     "parm_req_to_match_cnf_ms": summary_ms(to_match),
                     "ev_time_to_match_ms": summary_ms([r["duration"] for r in ok]),
                     "ev_attempts_max": max((r["attempts"] for r in ok), default=None),
                     "evse_cpu_s": round(cpu, 3),
+                    "simulation_cpu_s": {
+                        "medium": round(medium_cpu, 2),
+                        "evs": round(evs_out["cpu_s"], 2),
+                    },
                     "wall_s": round(wall, 2),
                     "frames_at_evse": len(frames),
                 }
@@ -515,7 +541,7 @@ def table(results: dict[str, Any]) -> str:
 
             def pp(s: dict[str, Any]) -> str:
                 if not s["n"]:
-                    return "–"
+                    return "-"
                 return f"{s['p50']:.2f} / {s['p99']:.2f}"
 
             idle = case.get("idle", {}).get("cpu_percent")
@@ -524,7 +550,7 @@ def table(results: dict[str, Any]) -> str:
                 f"| {rnd['wrong_pairings']} | {pp(r['CM_SLAC_PARM.CNF'])} "
                 f"| {pp(r['CM_ATTEN_CHAR.IND'])} | {pp(r['CM_SLAC_MATCH.CNF'])} "
                 f"| {pp(rnd['parm_req_to_match_cnf_ms'])} | {rnd['evse_cpu_s']:.2f} "
-                f"| {case['evse_peak_rss_mib']:.1f} | {'–' if idle is None else f'{idle:.2f}'} |"
+                f"| {case['evse_peak_rss_mib']:.1f} | {'-' if idle is None else f'{idle:.2f}'} |"
             )
     return "\n".join(lines)
 
@@ -586,9 +612,11 @@ def machine() -> str:
     )
 
 
-async def orchestrate(args: argparse.Namespace) -> int:
+async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     from shutil import which
 
+    if len(_CORES) > 1:  # this process (the capture thread) belongs to the simulated world
+        os.sched_setaffinity(0, _CORES[1:])
     sizes = [int(s) for s in args.sizes.split(",") if s]
     opu = which("evse") is not None and not args.no_qualcomm
     results: dict[str, Any] = {
@@ -601,6 +629,9 @@ async def orchestrate(args: argparse.Namespace) -> int:
             "spread_s": args.spread,
             "idle_s": args.idle,
             "pair_matches": args.pair_matches,
+            "evse_cpu": EVSE_CPU[-1] if EVSE_CPU else "shared",
+            "simulation_cpu": SIMULATION_CPU[-1] if SIMULATION_CPU else "shared",
+            "simulation_niceness": SIMULATION_NICENESS,
         },
         "cases": [],
     }
@@ -633,7 +664,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
                     f"{rnd['wrong_pairings']}, p99 ms "
                     + ", ".join(f"{k} {v['p99']}" for k, v in r.items())
                     + f", to match p50/p99 {rnd['parm_req_to_match_cnf_ms']['p50']}/"
-                    f"{rnd['parm_req_to_match_cnf_ms']['p99']} ms, CPU {rnd['evse_cpu_s']} s"
+                    f"{rnd['parm_req_to_match_cnf_ms']['p99']} ms, CPU {rnd['evse_cpu_s']} s "
+                    f"(simulation {rnd['simulation_cpu_s']})"
                     + (f", failures {rnd['failed']}" if rnd["failed"] else ""),
                     flush=True,
                 )
@@ -642,7 +674,10 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 f"{case['case_s']} s",
                 flush=True,
             )
-    out = Path(args.out)
+    return results
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     text = table(results)
@@ -654,7 +689,6 @@ async def orchestrate(args: argparse.Namespace) -> int:
         print(f"\nwritten: {out / 'scale.json'}, {out / 'scale.md'}, {out / 'scale.png'}")
     except ImportError:
         print("\nmatplotlib is not installed: no chart (pip install 'slac[plot]')")
-    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -682,7 +716,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not can:
         print(f"benchmarks/scale.py needs root: {why}", file=sys.stderr)
         return 2
-    return asyncio.run(orchestrate(args))
+    results = asyncio.run(orchestrate(args))
+    write_results(results, Path(args.out))
+    return 0
 
 
 if __name__ == "__main__":

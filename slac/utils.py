@@ -48,7 +48,7 @@ class MacAddress(bytes):
         return bytes.__new__(cls, raw)
 
     def __str__(self) -> str:
-        return ":".join(f"{b:02x}" for b in self)
+        return self.hex(":")
 
     def __repr__(self) -> str:
         return f"MacAddress('{self}')"
@@ -68,7 +68,7 @@ def fast_mac(raw: bytes) -> MacAddress:
 
 
 def mac_to_str(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+    return bytes(mac).hex(":")
 
 
 def nid_from_nmk(nmk: bytes, security_level: int = SECURITY_LEVEL_SIMPLE_CONNECT) -> bytes:

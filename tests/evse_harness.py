@@ -110,12 +110,15 @@ class Harness:
     def sounding(
         self, ev: MacAddress, run_id: bytes, profiles: Sequence[Sequence[int]], gap: float = 0.02
     ) -> None:
-        """CM_START_ATTEN_CHAR.IND x3 and one sound + profile per entry, ``gap`` apart."""
+        """CM_START_ATTEN_CHAR.IND x3 and one sound + profile per entry, ``gap`` apart.
+
+        Sounds count down from 9 (10 sounds): fewer entries than 10 stand for the last
+        sounds being lost."""
         self.start_atten(ev, run_id)
-        n = len(profiles)
+        first = max(10, len(profiles)) - 1
         for i, aag in enumerate(profiles):
             self.advance(gap)
-            self.sound(ev, run_id, n - 1 - i, aag)
+            self.sound(ev, run_id, first - i, aag)
 
     def full_match(self, ev: MacAddress, run_id: bytes, atten: int = 20) -> None:
         self.parm(ev, run_id)

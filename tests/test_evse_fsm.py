@@ -122,12 +122,28 @@ def test_atten_char_is_the_rounded_mean_of_the_profiles_received() -> None:
 def test_sounding_window_ends_with_the_profiles_received_so_far() -> None:
     h = Harness()
     h.parm(EV, RUN)
-    h.sounding(EV, RUN, [[30] * 58] * 7)  # 3 sounds lost
+    h.start_atten(EV, RUN)
+    for remaining in range(9, 2, -1):  # the last 3 sounds are lost
+        h.advance(0.02)
+        h.sound(EV, RUN, remaining, [30] * 58)
     assert h.sent_of(AttenCharInd) == []
     out = h.advance(0.6)  # TT_EVSE_match_MNBC (Time_Out 6) from CM_START_ATTEN_CHAR.IND
     (ind,) = [o for o in out if isinstance(o.message, AttenCharInd)]
     assert ind.message.num_sounds == 7  # type: ignore[attr-defined]
     assert ind.message.aag == (30,) * 58  # type: ignore[attr-defined]
+
+
+def test_the_profile_of_the_last_sound_ends_sounding_when_earlier_sounds_were_lost() -> None:
+    h = Harness()
+    h.parm(EV, RUN)
+    h.start_atten(EV, RUN)
+    for remaining in (9, 8, 5, 3, 1, 0):  # 4 sounds lost on the way
+        h.advance(0.02)
+        h.feed(MnbcSoundInd(remaining_sounds=remaining, run_id=RUN), EV, BROADCAST)
+        assert h.sent_of(AttenCharInd) == []  # the last sound's profile is still to come
+        h.feed(AttenProfileInd(pev_mac=EV, aag=(25,) * 58), MODEM_MAC)
+    (ind,) = h.sent_of(AttenCharInd)  # at once, not at the end of the window
+    assert ind.message.num_sounds == 6  # type: ignore[attr-defined]
 
 
 def test_atten_results_timeout_replaces_the_evs_time_out() -> None:
@@ -466,7 +482,7 @@ def test_the_ev_heard_best_takes_the_slot_of_the_worst_heard_sounding_run() -> N
         h.sound(own, own_run, remaining, [20] * 58)
     assert (bytes(own), own_run) in h.matcher.runs
     assert (bytes(ev_mac(5)), b"\x05" * 8) not in h.matcher.runs  # the worst-heard went
-    h.advance(0.6)  # the sounding window: the IND covers the profiles received
+    # the last sound's profile ends sounding: the IND covers the profiles received
     ind = [o for o in h.sent_of(AttenCharInd) if o.dst == own]
     assert len(ind) == 1
     assert isinstance(ind[0].message, AttenCharInd)

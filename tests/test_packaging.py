@@ -1,28 +1,136 @@
-"""Packaging: the Dockerfile names files that exist and runs what the local install runs;
-the lock file carries no registry address."""
+"""Packaging: the Dockerfile and the compose files name files that exist, the image runs the
+entry point the tests run (`slac evse`), the production install works, and the lock file
+carries no registry address."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from .conftest import ROOT
+
+COMPOSE_FILES = ["docker-compose.yml", "docker-compose.dev.yml", "docker-compose.prod.yml"]
+
+
+def _instruction(text: str, name: str) -> list[str]:
+    match = re.search(rf"^{name} (.*)$", text, re.M)
+    assert match, f"no {name} in the Dockerfile"
+    value: list[str] = json.loads(match.group(1))
+    return value
 
 
 def test_dockerfile_copies_and_runs_files_that_exist() -> None:
     text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+", text, re.M)
+    assert len(stages) == 2, "a build stage (Poetry) and a runtime stage"
     for line in text.splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:
             *sources, _dest = shlex.split(line)[1:]
             for source in sources:
                 assert (ROOT / source).exists(), source
-    entry = json.loads(re.search(r"^ENTRYPOINT (.*)$", text, re.M).group(1))  # type: ignore[union-attr]
-    command = json.loads(re.search(r"^CMD (.*)$", text, re.M).group(1))  # type: ignore[union-attr]
-    assert entry[0] == "/app/.venv/bin/python"
-    assert (ROOT / entry[1]).is_file()
+    assert "scripts/install.sh --prod" in text  # Poetry export + pip, as tested below
+    entry = _instruction(text, "ENTRYPOINT")
+    command = _instruction(text, "CMD")
+    # /app/.venv/bin/slac evse: the console script of pyproject.toml, the command that
+    # tests/test_operator.py and tests/test_mqtt.py run
+    assert entry == ["/app/.venv/bin/slac", "evse"]
+    assert 'slac = "slac.cli:main"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / command[command.index("--config") + 1]).is_file()
-    assert "scripts/install.sh" in text  # the same install as `make install-local`
+
+
+def _compose_references(path: Path) -> list[str]:
+    """Host-side files a compose file names: build context, env files, bind mounts."""
+    names = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("build:"):
+            names.append(line.split(":", 1)[1].strip() or ".")
+        elif line.startswith("env_file:"):
+            names.append(line.split(":", 1)[1].strip())
+        elif line.startswith("- ./"):
+            names.append(line[2:].split(":", 1)[0])
+    return names
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_files_name_files_that_exist(name: str) -> None:
+    path = ROOT / name
+    text = path.read_text()
+    assert "services:" in text and "slac:" in text
+    references = _compose_references(path)
+    for reference in references:
+        assert (ROOT / reference).exists(), f"{name} names {reference}"
+    if name == "docker-compose.yml":
+        assert "network_mode: host" in text and "NET_RAW" in text
+        assert "." in references and (ROOT / "Dockerfile").is_file()
+    if name == "docker-compose.dev.yml":
+        assert ".env.dev.docker" in references
+    # every variable an env file sets is one the program knows
+    from slac.environment import VARIABLES
+
+    known = {v.name for v in VARIABLES}
+    for reference in references:
+        if reference.startswith(".env"):
+            for line in (ROOT / reference).read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    assert line.split("=", 1)[0] in known, (reference, line)
+
+
+def test_makefile_docker_targets_use_the_compose_files() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-f docker-compose.yml -f docker-compose.dev.yml up" in makefile
+    assert "-f docker-compose.yml -f docker-compose.prod.yml up" in makefile
+    assert "docker build -t $(IMAGE) ." in makefile
+
+
+@pytest.mark.skipif(
+    os.environ.get("SLAC_SKIP_NETWORK_TESTS") == "1", reason="SLAC_SKIP_NETWORK_TESTS=1"
+)
+def test_production_install_runs_the_slac_command(tmp_path: Path) -> None:
+    """What the Docker build stage runs, here: scripts/install.sh --prod into a new venv."""
+    venv = tmp_path / "venv"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install.sh"), "--prod", str(venv)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(production)" in done.stdout
+    slac = venv / "bin" / "slac"
+    version = subprocess.run([str(slac), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("slac ")
+    usage = subprocess.run([str(slac), "evse", "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "--cp" in usage.stdout
+    # the production environment has no test or development packages
+    listing = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    installed = {p["name"].lower() for p in json.loads(listing)}
+    assert {"slac", "environs", "python-dotenv", "aiomqtt"} <= installed
+    assert not installed & {"pytest", "scapy", "mypy", "ruff", "matplotlib"}
+    assert not (
+        venv
+        / "lib"
+        / "python{}.{}".format(*sys.version_info[:2])
+        / "site-packages"
+        / "__editable__.slac-0.1.0.pth"
+    ).exists()
+    shutil.rmtree(venv)
 
 
 def test_lock_file_names_no_package_source() -> None:

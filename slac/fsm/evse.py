@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional, Union
@@ -174,6 +175,9 @@ class EvRun:
     atten_char: Optional[AttenCharInd] = None
     atten_char_sends: int = 0
     #: loop times of the phases, for the match summary
+    #: profiles counted when the EV's last sound (counter 0) arrived: the next profile is
+    #: that sound's, and sounding is complete then, even when sounds were lost before
+    profiles_at_last_sound: Optional[int] = None
     sounding_started: Optional[float] = None
     sounding_done: Optional[float] = None
     rsp_at: Optional[float] = None
@@ -502,13 +506,14 @@ class EvseMatcher:
         run.profiles += 1
         if message.aag:
             run.data_profiles += 1
-            for i, value in enumerate(message.aag):
-                run.aag_sum[i] += value
+            run.aag_sum = list(map(operator.add, run.aag_sum, message.aag))
         if self.log.isEnabledFor(logging.DEBUG):
             self._log_run(
                 logging.DEBUG, run, "attenuation profile %d/%d", run.profiles, run.num_sounds
             )
-        if run.profiles >= run.num_sounds:
+        if run.profiles >= run.num_sounds or (
+            run.profiles_at_last_sound is not None and run.profiles > run.profiles_at_last_sound
+        ):
             self._finish_sounding(run, now)
 
     def _on_validate(self, frame: Frame, message: AnyMessage, now: float) -> None:
@@ -599,6 +604,8 @@ class EvseMatcher:
             self._ignore(frame, f"repeated sound {message.remaining_sounds}")
             return
         run.sounds_seen.add(message.remaining_sounds)
+        if message.remaining_sounds == 0:
+            run.profiles_at_last_sound = run.profiles
         if self.log.isEnabledFor(logging.DEBUG):
             self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sounds_seen), run.num_sounds)
 
@@ -615,7 +622,7 @@ class EvseMatcher:
         run.deadline = now + self.config.match_session_timeout
         run.rsp_at = now
         self._log_run(
-            logging.INFO,
+            logging.DEBUG,
             run,
             "CM_ATTEN_CHAR.RSP after %.0f ms, waiting for CM_SLAC_MATCH.REQ",
             _ms(now - (run.sounding_done or now)),
@@ -665,9 +672,14 @@ class EvseMatcher:
             window = time_out * TIME_OUT_UNIT if time_out else TT_EVSE_MATCH_MNBC
         run.deadline = now + window
         run.sounding_started = now
-        self._log_run(
-            logging.INFO, run, "sounding started: %d sounds within %.0f ms", num_sounds, _ms(window)
-        )
+        if self.log.isEnabledFor(logging.DEBUG):
+            self._log_run(
+                logging.DEBUG,
+                run,
+                "sounding started: %d sounds within %.0f ms",
+                num_sounds,
+                _ms(window),
+            )
 
     def _finish_sounding(self, run: EvRun, now: float) -> None:
         if run.profiles == 0:
@@ -730,7 +742,8 @@ class EvseMatcher:
     def _end_run(self, run: EvRun, reason: str, now: float, counts: bool = True) -> None:
         """Drop a run. When it was the last one, a failure that counts ends the attempt."""
         del self.runs[run.key]
-        self._log_run(logging.INFO, run, "run ended: %s", reason)
+        # a failure is news; a neighbour's car that went elsewhere (crosstalk) is routine
+        self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", reason)
         self._events.append(RunEnded(run.ev_mac, run.run_id, reason))
         if self.runs or self.state is not EvseState.WAITING:
             return
@@ -797,6 +810,8 @@ class EvseMatcher:
 
     def _log_run(self, level: int, run: EvRun, msg: str, *args: object) -> None:
         """A line about one run: "EV <mac>, RunID <hex>: ...", with both as record fields."""
+        if not self.log.isEnabledFor(level):
+            return
         run_id = run.run_id.hex()
         self.log.log(
             level,

@@ -22,11 +22,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Optional
 
-from slac.enums import ETH_TYPE_HPAV, NUM_GROUPS, PLC_LOCAL_MAC
+from slac.enums import ETH_TYPE_HPAV, NUM_GROUPS, PLC_LOCAL_MAC, MMType, mmtype_name
 from slac.errors import DecodeError
+from slac.layer_2_headers import HomePlugHeader
 from slac.messages import (
     AttenProfileInd,
-    MnbcSoundInd,
     SetKeyCnf,
     SetKeyReq,
     VsPlLinkStatusCnf,
@@ -35,10 +35,13 @@ from slac.messages import (
     VsSwVerReq,
     decode_frame,
 )
-from slac.utils import MacAddress
+from slac.utils import MacAddress, fast_mac
 
 EV = "ev"
 EVSE = "evse"
+_names: dict[int, str] = {}
+#: jittered profiles drawn per pair of ports (see Medium._jittered)
+PROFILE_POOL = 16
 
 
 @dataclass
@@ -117,6 +120,9 @@ class Medium:
         self.last_error = ""
         #: who each port can hear at all (before cuts); rebuilt after topology changes
         self._audible: dict[int, list[int]] = {}
+        #: jittered attenuation profiles per (sounding port, measuring port, dB): drawn once,
+        #: then picked at random (a car park's worth of sounds costs little CPU)
+        self._profile_pool: dict[tuple[int, int, float], list[tuple[int, ...]]] = {}
 
     def add_port(self, name: str, role: str, *, mac: Optional[MacAddress] = None) -> int:
         if role not in (EV, EVSE):
@@ -175,20 +181,29 @@ class Medium:
             modem.host_macs.add(bytes(src))
         if int.from_bytes(data[12:14], "big") != ETH_TYPE_HPAV:
             return self._data_frame(port, data)
+        dst = fast_mac(data[0:6])
+        if dst == PLC_LOCAL_MAC:  # a request to this modem: the only frames it reads
+            try:
+                frame = decode_frame(data)
+            except DecodeError as exc:
+                self._count("undecodable")
+                self.last_error = str(exc)
+                return []
+            return self._local_request(port, frame.message, frame.src)
+        # Between stations the medium reads only the header, as a modem forwards what it
+        # does not understand.
         try:
-            frame = decode_frame(data)
+            mmtype = HomePlugHeader.unpack(data).mmtype
         except DecodeError as exc:
             self._count("undecodable")
             self.last_error = str(exc)
             return []
-        if frame.dst == PLC_LOCAL_MAC:
-            return self._local_request(port, frame.message, frame.src)
         if modem.cut:
             return []
-        name = frame.message.name
+        name = _names.get(mmtype) or _names.setdefault(mmtype, mmtype_name(mmtype))
         deliveries: list[Delivery] = []
-        targets = self._targets(port, frame.dst)
-        sound = isinstance(frame.message, MnbcSoundInd) and modem.role == EV
+        targets = self._targets(port, dst)
+        sound = mmtype == MMType.CM_MNBC_SOUND_IND and modem.role == EV
         heard = []
         for target in targets:
             if self.faults.lost(name, self.rng):
@@ -198,7 +213,7 @@ class Medium:
             for _ in range(2 if self.faults.duplicated(self.rng) else 1):
                 deliveries.append(Delivery(target, data, self.faults.draw_delay(self.rng)))
         if sound:
-            deliveries.extend(self._profiles(port, frame.src, heard))
+            deliveries.extend(self._profiles(port, fast_mac(data[6:12]), heard))
         self._count(name)
         return deliveries
 
@@ -220,14 +235,26 @@ class Medium:
                 continue
             base = self.attenuation_between(port, target)
             assert base is not None
-            aag = tuple(
-                max(0, min(255, round(base + self.rng.uniform(-self.jitter, self.jitter))))
-                for _ in range(NUM_GROUPS)
-            )
-            profile = AttenProfileInd(pev_mac=pev_mac, aag=aag)
+            profile = AttenProfileInd(pev_mac=pev_mac, aag=self._jittered(port, target, base))
             frame = profile.to_frame(modem.host_mac, modem.mac)
             out.append(Delivery(target, frame, self.faults.draw_delay(self.rng)))
         return out
+
+    def _jittered(self, port: int, target: int, base: float) -> tuple[int, ...]:
+        """One of PROFILE_POOL profiles around ``base`` dB, each group jittered by up to
+        ``jitter`` dB."""
+        key = (port, target, base)
+        pool = self._profile_pool.get(key)
+        if pool is None:
+            pool = [
+                tuple(
+                    max(0, min(255, round(base + self.rng.uniform(-self.jitter, self.jitter))))
+                    for _ in range(NUM_GROUPS)
+                )
+                for _ in range(PROFILE_POOL)
+            ]
+            self._profile_pool[key] = pool
+        return pool[self.rng.randrange(PROFILE_POOL)]
 
     def _data_frame(self, port: int, data: bytes) -> list[Delivery]:
         """Non-HomePlug traffic crosses only inside a logical network (same NMK)."""
