@@ -47,6 +47,7 @@ from slac.errors import DecodeError, SlacError  # noqa: E402
 from slac.messages import (  # noqa: E402
     AttenCharInd,
     AttenProfileInd,
+    MnbcSoundInd,
     SlacMatchCnf,
     SlacMatchReq,
     SlacParmCnf,
@@ -204,11 +205,14 @@ class Sniffer:
         self.socket.close()
 
 
-def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[float]]:
-    """EVSE response times at its interfaces, and time from CM_SLAC_PARM.REQ to
-    CM_SLAC_MATCH.CNF, per (interface, EV, RunID)."""
+def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[float], int]:
+    """EVSE response times at its interfaces, the time from CM_SLAC_PARM.REQ to
+    CM_SLAC_MATCH.CNF per (interface, EV, RunID), and how many CM_ATTEN_CHAR.IND the end of
+    the sounding window sent (the EV's last sound never arrived: no response time)."""
     times: dict[str, list[float]] = {name: [] for name in RESPONSES}
     to_match: list[float] = []
+    last_sound: set[tuple[str, bytes, bytes]] = set()
+    window_ended = 0
     parm_req: dict[tuple[str, bytes, bytes], float] = {}
     first_req: dict[tuple[str, bytes, bytes], float] = {}
     last_profile: dict[tuple[str, bytes], float] = {}
@@ -227,6 +231,8 @@ def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[floa
                 first_req.setdefault(key, ts)
             elif isinstance(message, AttenProfileInd):
                 last_profile[(iface, bytes(message.pev_mac))] = ts
+            elif isinstance(message, MnbcSoundInd) and message.remaining_sounds == 0:
+                last_sound.add((iface, bytes(frame.src), message.run_id))
             elif isinstance(message, SlacMatchReq):
                 match_req[(iface, bytes(frame.src), message.run_id)] = ts
             continue
@@ -237,16 +243,19 @@ def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[floa
         elif isinstance(message, AttenCharInd):
             key = (iface, bytes(frame.dst), message.run_id)
             profile = last_profile.get((iface, bytes(frame.dst)))
-            if key not in ind_sent and profile is not None:
+            if key not in ind_sent:
                 ind_sent.add(key)
-                times["CM_ATTEN_CHAR.IND"].append(ts - profile)
+                if key in last_sound and profile is not None:
+                    times["CM_ATTEN_CHAR.IND"].append(ts - profile)
+                else:
+                    window_ended += 1
         elif isinstance(message, SlacMatchCnf):
             key = (iface, bytes(frame.dst), message.run_id)
             if key in match_req:
                 times["CM_SLAC_MATCH.CNF"].append(ts - match_req.pop(key))
                 if key in first_req:
                     to_match.append(ts - first_req[key])
-    return times, to_match
+    return times, to_match, window_ended
 
 
 def proc_cpu(pids: Sequence[int]) -> float:
@@ -475,7 +484,7 @@ async def run_case(
                 cpu = proc_cpu(evse.pids) - cpu_before
                 medium_cpu = proc_cpu([medium.pid]) - medium_before
                 frames = sniffer.take()
-                times, to_match = responses(frames)
+                times, to_match, window_ended = responses(frames)
                 ok = [r for r in results if r["ok"]]
                 wrong_ev = [r for r in ok if evse_macs.get(r["evse_mac"]) != r["index"]]
                 wrong_evse = (
@@ -506,6 +515,7 @@ async def run_case(
                     },
                     "wall_s": round(wall, 2),
                     "frames_at_evse": len(frames),
+                    "atten_char_ind_at_window_end": window_ended,
                 }
                 case["rounds"][name] = round_result
                 since = len(evse.states)

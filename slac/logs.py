@@ -49,6 +49,10 @@ def configure_logging(config: Config, stream: Optional[TextIO] = None) -> loggin
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    # nothing here logs from threads or subprocesses: spare each record those lookups
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

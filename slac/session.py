@@ -40,6 +40,11 @@ from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 logger = logging.getLogger(__name__)
 
 
+#: the events the matching task acts on; the others (a run ended, an attempt began or
+#: failed) are in the log, and waking the task for each would cost a car park dearly
+_TASK_EVENTS = (MatchingOngoing, Matched, MatchingFailed, Stopped)
+
+
 class SessionState(str, Enum):
     """Where one EVSE stands."""
 
@@ -344,7 +349,8 @@ class SlacEvseSession(SlacSession):
             self.host.send(item.message, item.dst)
         for event in matcher.events():
             self._apply(event)
-            self._events.put_nowait(event)
+            if isinstance(event, _TASK_EVENTS):  # the matching task waits for these only
+                self._events.put_nowait(event)
         self.host.arm_timer(matcher.deadline, self._on_timer)
 
     def _apply(self, event: Event) -> None:
