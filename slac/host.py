@@ -8,12 +8,10 @@ frames that are not answers to the host's own modem requests.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import weakref
 from typing import Any, Callable, Optional, Union
 
-from slac.enums import PLC_LOCAL_MAC, MMType
+from slac.enums import PLC_LOCAL_MAC
 from slac.errors import DecodeError, ModemError, ModemTimeoutError
 from slac.messages import (
     Frame,
@@ -29,44 +27,6 @@ from slac.utils import MacAddress
 
 Log = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
 FrameObserver = Callable[[bytes, float, bool], None]
-
-#: Frames that only feed a measurement (the EV's sounds, the modem's profiles): under load
-#: they wait until the frames that need an answer, read in the same turn of the event loop
-#: on any interface, were answered. CM_MNBC_SOUND.IND and CM_ATTEN_PROFILE.IND, as the
-#: little-endian MMTYPE bytes of an MMV 1 frame (EtherType 88E1, MMV 0x01 at byte 14).
-_DEFERRABLE = {
-    bytes((MMType.CM_MNBC_SOUND_IND & 0xFF, MMType.CM_MNBC_SOUND_IND >> 8)),
-    bytes((MMType.CM_ATTEN_PROFILE_IND & 0xFF, MMType.CM_ATTEN_PROFILE_IND >> 8)),
-}
-
-
-class _Deferred:
-    """Measurement frames of every host of one event loop, handled once per loop turn, in
-    arrival order, with their arrival times."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.frames: collections.deque[tuple[ModemHost, bytes, float]] = collections.deque()
-        self.scheduled = False
-
-    def add(self, host: ModemHost, data: bytes, now: float) -> None:
-        self.frames.append((host, data, now))
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.run)
-
-    def run(self) -> None:
-        self.scheduled = False
-        frames = self.frames
-        for _ in range(len(frames)):
-            host, data, now = frames.popleft()
-            if host.is_open:
-                host._handle(data, now)
-
-
-_deferred: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deferred] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class ModemHost:
@@ -131,15 +91,6 @@ class ModemHost:
     def _on_raw_frame(self, data: bytes, now: float) -> None:
         for observer in self.observers:
             observer(data, now, False)
-        if data[14:15] == b"\x01" and data[15:17] in _DEFERRABLE and self.loop is not None:
-            deferred = _deferred.get(self.loop)
-            if deferred is None:
-                deferred = _deferred[self.loop] = _Deferred(self.loop)
-            deferred.add(self, data, now)
-            return
-        self._handle(data, now)
-
-    def _handle(self, data: bytes, now: float) -> None:
         try:
             frame = decode_frame(data)
         except DecodeError as exc:
