@@ -25,6 +25,8 @@ from slac import (
     SlacEvseSession,
     SlacSessionController,
 )
+from slac.logs import configure_logging
+from slac.station import load_station, parse_station
 
 logger = logging.getLogger("slac.examples")
 
@@ -40,18 +42,12 @@ class SlacHandler(SlacSessionController):
         self.matched: dict[str, MatchResult] = {}
 
     async def start(self, cs_config: dict[str, Any]) -> bool:
-        """Set every EVSE's key, then drive its control pilot. True when all matched."""
-        parameters = cs_config.get("parameters")
-        number = cs_config.get("number_of_evses")
-        if (
-            not isinstance(parameters, list)
-            or not isinstance(number, int)
-            or (number < 1 or number != len(parameters))
-        ):
-            raise AttributeError("Number of evses provided is invalid.")
-        for evse_params in parameters:
-            evse_id = evse_params["evse_id"]
-            interface = evse_params["network_interface"]
+        """Set every EVSE's key, then drive its control pilot. True when all matched.
+
+        ConfigError when the station configuration is not valid."""
+        specs = parse_station(cs_config)
+        for spec in specs:
+            evse_id, interface = spec.evse_id, spec.network_interface
             session = SlacEvseSession(evse_id, interface, self.config)
             try:
                 await session.evse_set_key()
@@ -69,7 +65,7 @@ class SlacHandler(SlacSessionController):
         if not self.running_sessions:
             return False
         results = await asyncio.gather(*(self.drive_cp(s) for s in self.running_sessions))
-        return len(self.running_sessions) == len(parameters) and all(results)
+        return len(self.running_sessions) == len(specs) and all(results)
 
     async def drive_cp(self, session: SlacEvseSession) -> bool:
         """Plug in (B), start charging (C), wait for the match, unplug (A)."""
@@ -105,17 +101,9 @@ class SlacHandler(SlacSessionController):
 
 
 def load_cs_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError({str(path): f"cannot read the file: {exc.strerror}"}) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError({str(path): f"not valid JSON: {exc}"}) from None
-    if not isinstance(data, dict):
-        raise ConfigError({str(path): "must hold a JSON object"})
-    for i, entry in enumerate(data.get("parameters") or []):
-        if not isinstance(entry, dict) or not {"evse_id", "network_interface"} <= set(entry):
-            raise ConfigError({str(path): f"parameters[{i}] needs evse_id and network_interface"})
+    """The station file as a dictionary, checked (ConfigError in plain words)."""
+    load_station(path)  # every check of the file
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 
@@ -157,10 +145,7 @@ def main(argv: Optional[list[str]], *, only_first: bool, description: str) -> in
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level_number,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config)
     if only_first and cs_config.get("parameters"):
         cs_config = {**cs_config, "number_of_evses": 1, "parameters": cs_config["parameters"][:1]}
     return asyncio.run(_run(config, cs_config, args.cp_delay, args.hold))
@@ -183,7 +168,7 @@ async def _run(config: Config, cs_config: dict[str, Any], cp_delay: float, hold:
         loop.add_signal_handler(sig, stop, sig.name)
     try:
         ok = await handler.start(cs_config)
-    except AttributeError as exc:
+    except ConfigError as exc:
         logger.error("%s", exc)
         return 2
     except asyncio.CancelledError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, ClassVar, Optional, Union
 
 from slac.errors import DecodeError
 
@@ -40,6 +41,47 @@ class PcapWriter:
 
     def flush(self) -> None:
         self._stream.flush()
+
+
+class SharedPcap:
+    """One pcap file written by every session of a process that names it (``PCAP_FILE``):
+    opened (and truncated) by the first :meth:`acquire`, closed after the last
+    :meth:`release`. Each frame is flushed at once, so the file is whole after a crash."""
+
+    _files: ClassVar[dict[str, SharedPcap]] = {}
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stream = open(path, "wb")  # noqa: SIM115 - closed by the last release()
+        self._writer: Optional[PcapWriter] = PcapWriter(self._stream)
+        self._stream.flush()
+        self.users = 0
+
+    @classmethod
+    def acquire(cls, path: Union[str, Path]) -> SharedPcap:
+        """The writer for ``path`` (OSError when it cannot be created)."""
+        key = str(Path(path).resolve())
+        shared = cls._files.get(key)
+        if shared is None:
+            shared = cls._files[key] = cls(str(path))
+        shared.users += 1
+        return shared
+
+    def write(self, data: bytes) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(data)
+            self._writer.flush()
+        except OSError as exc:  # a full disk must not stop charging: stop capturing
+            logging.getLogger(__name__).error("pcap capture to %s stopped: %s", self.path, exc)
+            self._writer = None
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0:
+            self._files.pop(str(Path(self.path).resolve()), None)
+            self._stream.close()
 
 
 def write_pcap(path: Union[str, Path], frames: Iterable[Union[bytes, Packet]]) -> None:

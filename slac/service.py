@@ -3,7 +3,7 @@
 :class:`EvseService` opens one :class:`~slac.session.SlacEvseSession` per EVSE of the
 station file, gives each modem a key, takes control-pilot states from a source (stdin, MQTT,
 or a caller) and reports every state change (:class:`StateReport`) to its listeners. With
-``PCAP_FILE`` set it writes every SLAC frame the EVSEs send or receive to a pcap file.
+``PCAP_FILE`` set, the sessions write every SLAC frame they send or receive to that file.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError
-from slac.pcap import PcapWriter
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
 from slac.station import EvseSpec
 
@@ -83,19 +82,15 @@ class EvseService(SlacSessionController):
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
-        self._pcap_file: Optional[IO[bytes]] = None
-        self._pcap: Optional[PcapWriter] = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every interface (TransportError names the first that fails), start the pcap
-        file, then give every modem a key at once. A modem that does not take its key is
+        """Open every interface (TransportError names the first that fails), then give every
+        modem a key at once. A modem that does not take its key is
         reported and tried again when an EV plugs in: the other EVSEs run meanwhile."""
         for session in self.sessions.values():
-            await session.open()
-        if self.config.pcap_file:
-            self._start_pcap(self.config.pcap_file)
+            await session.open()  # with PCAP_FILE, every session writes to that one file
         results = await asyncio.gather(
             *(session.evse_set_key() for session in self.sessions.values()),
             return_exceptions=True,
@@ -114,14 +109,11 @@ class EvseService(SlacSessionController):
         )
 
     async def close(self) -> None:
-        """Stop matching everywhere, give matched modems a fresh key, close sockets and pcap."""
+        """Stop matching everywhere, give matched modems a fresh key, close the sockets."""
         for session in self.sessions.values():
             if session.key_given_out and self.config.reset_key_on_unplug:
                 session.schedule_leave()
             await session.close()
-        if self._pcap_file is not None:
-            self._pcap_file.close()
-            self._pcap_file = self._pcap = None
 
     # --- control pilot ------------------------------------------------------------------------
 
@@ -151,28 +143,6 @@ class EvseService(SlacSessionController):
                 listener(report)
             except Exception:
                 logger.exception("state listener failed")
-
-    # --- pcap -------------------------------------------------------------------------------------
-
-    def _start_pcap(self, path: str) -> None:
-        try:
-            self._pcap_file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise ConfigError({"PCAP_FILE": f"cannot write {path}: {exc.strerror}"}) from None
-        self._pcap = PcapWriter(self._pcap_file)
-        for session in self.sessions.values():
-            session.host.observers.append(self._capture)
-        logger.info("writing every SLAC frame to %s", path)
-
-    def _capture(self, frame: bytes, _loop_time: float, _sent: bool) -> None:
-        if self._pcap is None:
-            return
-        try:
-            self._pcap.write(frame)
-            self._pcap.flush()
-        except OSError as exc:  # a full disk must not stop charging: stop capturing
-            logger.error("pcap capture stopped: %s", exc)
-            self._pcap = None
 
 
 # --- control pilot from stdin ------------------------------------------------------------------

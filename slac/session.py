@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any, Callable, Optional, Union
 
 from slac.environment import Config
-from slac.errors import SlacError
+from slac.errors import ConfigError, SlacError
 from slac.fsm.events import (
     Event,
     Matched,
@@ -34,6 +34,7 @@ from slac.fsm.events import (
 from slac.fsm.evse import EvseMatcher, parse_cp_state
 from slac.host import ModemHost
 from slac.messages import Frame
+from slac.pcap import SharedPcap
 from slac.sockets.async_linux_socket import RawSocket
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 
@@ -139,6 +140,7 @@ class SlacEvseSession(SlacSession):
         self._leave_task: Optional[asyncio.Task[None]] = None
         self.key_given_out = False
         self.last_result: Optional[MatchResult] = None
+        self._pcap: Optional[SharedPcap] = None
 
     @property
     def socket(self) -> RawSocket:
@@ -157,6 +159,16 @@ class SlacEvseSession(SlacSession):
             self._changed = asyncio.Event()
             self._key_lock = asyncio.Lock()
         self.host.open()
+        if self.config.pcap_file and self._pcap is None:
+            try:
+                self._pcap = SharedPcap.acquire(self.config.pcap_file)
+            except OSError as exc:
+                self.host.close()
+                raise ConfigError(
+                    {"PCAP_FILE": f"cannot write {self.config.pcap_file}: {exc.strerror}"}
+                ) from None
+            self.host.observers.append(self._capture)
+            self.log.info("writing every SLAC frame to %s", self.config.pcap_file)
         if self.matcher is not None and self.host.mac != self.evse_mac:
             # the interface was created again with another MAC: a new machine for it
             self.matcher = None
@@ -186,6 +198,14 @@ class SlacEvseSession(SlacSession):
             self.matcher.stop(self._loop.time(), "session closed")
             self._flush()
         self.host.close()
+        if self._pcap is not None:
+            self.host.observers.remove(self._capture)
+            self._pcap.release()
+            self._pcap = None
+
+    def _capture(self, frame: bytes, _loop_time: float, _sent: bool) -> None:
+        if self._pcap is not None:
+            self._pcap.write(frame)
 
     async def __aenter__(self) -> SlacEvseSession:
         await self.open()

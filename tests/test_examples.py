@@ -94,8 +94,12 @@ async def test_multiple_sessions_example_matches_every_evse(tmp_path: Path) -> N
     ("content", "message"),
     [
         ("{not json", "not valid JSON"),
-        ('{"number_of_evses": 2, "parameters": [{"evse_id": "x"}]}', "needs evse_id and"),
-        ('{"number_of_evses": 3, "parameters": []}', "Number of evses provided is invalid."),
+        ('{"number_of_evses": 1, "parameters": [{"evse_id": "x"}]}', "needs a network_interface"),
+        (
+            '{"number_of_evses": 3, "parameters": [{"evse_id": "x", "network_interface": "y"}]}',
+            "must equal the 1 entries",
+        ),
+        ('{"number_of_evses": 3, "parameters": []}', "non-empty list of EVSEs"),
     ],
 )
 async def test_bad_configuration_file_gives_one_clear_line(
