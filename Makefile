@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ENV_LOCAL ?= .env.dev.local
 CS_CONFIG ?= cs_configuration.json
+BENCH_OUT ?= benchmarks/results
 
 .DEFAULT_GOAL := help
 .PHONY: help install-local lock tests lint bench demo run-ev-slac powerline build dev run evse \
@@ -38,9 +39,11 @@ lint: $(STAMP) ## ruff, mypy (strict) and hadolint (Dockerfile)
 	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## Benchmarks: codecs against scapy; EVSE response times over veth (root)
-	$(PY) benchmarks/codecs.py
-	$(PY) benchmarks/latency.py
+bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, latency and scale vs Qualcomm evse
+	mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/codecs.py --json $(BENCH_OUT)/codecs.json
+	$(PY) benchmarks/evse_cpu.py --json $(BENCH_OUT)/evse_cpu.json
+	$(PY) benchmarks/scale.py --out $(BENCH_OUT)
 
 demo: $(STAMP) ## SLAC from plug-in to IPv6 on a virtual powerline: no modem needed (root)
 	$(PY) scripts/demo.py

@@ -540,6 +540,29 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"Measured {results['date']} on {results['machine']}.",
         "",
+    ]
+    if "codecs" in results:
+        rows = results["codecs"]
+        lines += [
+            "| message | pack/s ours | pack/s scapy | x | decode/s ours | decode/s scapy | x |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['message']} | {r['pack_ours']:,.0f} | {r['pack_scapy']:,.0f} "
+                f"| {r['pack_ratio']:.0f} | {r['decode_ours']:,.0f} | {r['decode_scapy']:,.0f} "
+                f"| {r['decode_ratio']:.1f} |"
+            )
+        lines.append("")
+    if "evse_cpu" in results:
+        cpu = results["evse_cpu"]
+        lines += [
+            f"EVSE frame handling without sockets (benchmarks/evse_cpu.py): "
+            f"{cpu['frames_per_cpu_second']:,} frames per CPU second "
+            f"({cpu['us_per_frame']} us per frame).",
+            "",
+        ]
+    lines += [
         "| case | EVSE | matched | wrong | PARM.CNF p50/p99 ms | ATTEN_CHAR.IND p50/p99 ms "
         "| MATCH.CNF p50/p99 ms | PARM.REQ→MATCH.CNF p50/p99 ms | EVSE CPU s | peak RSS MiB "
         "| idle CPU % |",
@@ -689,6 +712,10 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_results(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("codecs", "evse_cpu"):  # written just before by `make bench`
+        path = out / f"{name}.json"
+        if path.is_file():
+            results[name] = json.loads(path.read_text())
     (out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     text = table(results)
     (out / "scale.md").write_text(text + "\n")

@@ -769,6 +769,11 @@ class Frame:
         return self.ethernet.dst
 
 
+#: Ethernet header and HomePlug AV 1.1 header in one read (EtherType read little-endian)
+_FAST_HEAD = struct.Struct("<6s6sHBHBB")
+_HPAV_LE = int.from_bytes(ETH_TYPE_HPAV.to_bytes(2, "big"), "little")
+
+
 def decode_frame(data: bytes) -> Frame:
     """Decode a whole Ethernet frame. Raises only :class:`DecodeError`, whatever the bytes.
 
@@ -776,6 +781,29 @@ def decode_frame(data: bytes) -> Frame:
     not model give an :class:`UnknownMessage`.
     """
     try:
+        if len(data) >= _FAST_HEAD.size:
+            dst, src, ethertype_le, mmv, mmtype, fmi, fmsn = _FAST_HEAD.unpack_from(data)
+            cls = MESSAGES.get(mmtype)
+            if (
+                ethertype_le == _HPAV_LE
+                and mmv == MMV_HPAV_1_1
+                and cls is not None
+                and (cls.MMV == MMV_HPAV_1_1)
+            ):
+                # the hot path: an HomePlug AV 1.1 message of a modelled, non-vendor type
+                ethernet = object.__new__(EthernetHeader)
+                ethernet.__dict__.update(
+                    dst=fast_mac(dst), src=fast_mac(src), ethertype=ETH_TYPE_HPAV
+                )
+                homeplug = object.__new__(HomePlugHeader)
+                homeplug.__dict__.update(mmv=mmv, mmtype=mmtype, fmi=fmi, fmsn=fmsn, oui=None)
+                frame = object.__new__(Frame)
+                frame.__dict__.update(
+                    ethernet=ethernet,
+                    homeplug=homeplug,
+                    message=cls._decode(data, _FAST_HEAD.size),
+                )
+                return frame
         ethernet = EthernetHeader.unpack(data)
         if ethernet.ethertype != ETH_TYPE_HPAV:
             raise DecodeError(f"EtherType 0x{ethernet.ethertype:04X} is not HomePlug AV (0x88E1)")
