@@ -595,7 +595,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scale = [c for c in results["cases"] if c["label"].startswith("N=") and c["evse"] == "slac"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    qualcomm = [
+        c for c in results["cases"] if c["label"].startswith("N=") and c["evse"] == "qualcomm"
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6))
     sizes = [c["n"] for c in scale]
     for pattern, style in (("burst", "-o"), ("spread", "--s")):
         for message in RESPONSES:
@@ -606,24 +609,56 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ttm50 = [c["rounds"][pattern]["parm_req_to_match_cnf_ms"]["p50"] or 0 for c in scale]
         axes[1].plot(sizes, ttm50, style, alpha=0.5, label=f"p50 ({pattern})")
     axes[0].axhline(20, color="red", linewidth=0.8, label="target 20 ms")
-    axes[0].set(title="EVSE response time p99", xlabel="charge points N", ylabel="ms", xscale="log")
+    axes[0].set(title="EVSE response time p99", xlabel="charge points N", ylabel="ms")
     axes[0].legend(fontsize=7)
     axes[1].set(
-        title="CM_SLAC_PARM.REQ to CM_SLAC_MATCH.CNF",
-        xlabel="charge points N",
-        ylabel="ms",
-        xscale="log",
+        title="CM_SLAC_PARM.REQ to CM_SLAC_MATCH.CNF", xlabel="charge points N", ylabel="ms"
     )
     axes[1].legend(fontsize=7)
-    cpu = [c["rounds"]["burst"]["evse_cpu_s"] for c in scale]
-    rss = [c["evse_peak_rss_mib"] for c in scale]
-    idle = [c.get("idle", {}).get("cpu_percent", 0) for c in scale]
-    axes[2].plot(sizes, rss, "-o", label="peak RSS (MiB)")
-    axes[2].plot(sizes, [v * 10 for v in cpu], "-s", label="CPU of burst round (0.1 s)")
-    axes[2].plot(sizes, [v * 10 for v in idle], "-^", label="idle CPU (0.1 % of a core)")
-    axes[2].set(title="EVSE process (one for all ports)", xlabel="charge points N", xscale="log")
+    for cases, label, style in (
+        (scale, "slac (one process)", "-o"),
+        (qualcomm, "Qualcomm evse (one per port)", "-s"),
+    ):
+        if cases:
+            axes[2].plot(
+                [c["n"] for c in cases],
+                [100 * c["rounds"]["burst"]["matched"] / c["n"] for c in cases],
+                style,
+                label=label,
+            )
+    axes[2].set(
+        title="EVs matched, all plugged in at once",
+        xlabel="charge points N",
+        ylabel="% of N",
+        ylim=(0, 105),
+    )
     axes[2].legend(fontsize=7)
+    rss = [c["evse_peak_rss_mib"] for c in scale]
+    cpu = [c["rounds"]["burst"]["evse_cpu_s"] for c in scale]
+    axes[3].plot(sizes, rss, "-o", color="tab:blue", label="peak RSS (MiB)")
+    axes[3].set(
+        title="EVSE process (one for all ports)",
+        xlabel="charge points N",
+        ylabel="MiB",
+        ylim=(0, max(rss, default=1) * 1.3),
+    )
+    twin = axes[3].twinx()
+    twin.plot(sizes, cpu, "-s", color="tab:orange", label="CPU s, burst round")
+    twin.set_ylabel("CPU seconds")
+    twin.set_ylim(0, max(cpu, default=1) * 1.3)
+    idle = max((c.get("idle", {}).get("cpu_percent", 0) for c in scale), default=0)
+    axes[3].text(
+        0.02,
+        0.95,
+        f"idle CPU with N ports: at most {idle:.2f} % of a core",
+        transform=axes[3].transAxes,
+        fontsize=8,
+        va="top",
+    )
+    axes[3].legend(loc="center left", fontsize=7)
+    twin.legend(loc="center right", fontsize=7)
     for ax in axes:
+        ax.set_xscale("log")
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.grid(alpha=0.3)
     fig.suptitle(f"slac EVSE, one process — {results['date']}, {results['machine']}", fontsize=10)

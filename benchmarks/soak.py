@@ -19,13 +19,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.latency import QuietController
-from slac import Config, SlacEvseSession
+from slac import Config, SlacEvseSession, SlacSessionController
 from slac.netns import Netns, VethPair, can_create_namespaces
 from slac.utils import MacAddress
 from tests.peer import ScriptedPeer
 
 EV_MAC = MacAddress("02:00:00:00:50:01")
+
+
+class QuietController(SlacSessionController):
+    """No log lines; ``hlc`` is set when the EVSE signals 5 % PWM (the EV waits for it)."""
+
+    def __init__(self) -> None:
+        self.hlc = asyncio.Event()
+
+    async def enable_hlc_charging(self, evse_id: str) -> None:
+        self.hlc.set()
+
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
+        pass
+
+    async def notify_matched(self, evse_id: str, result: object) -> None:
+        pass
 
 
 def rss_kib() -> int:
