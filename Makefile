@@ -41,9 +41,9 @@ lint: $(STAMP) ## ruff, mypy (strict) and hadolint (Dockerfile)
 
 bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, latency and scale vs Qualcomm evse
 	mkdir -p $(BENCH_OUT)
-	$(PY) benchmarks/codecs.py --json $(BENCH_OUT)/codecs.json
-	$(PY) benchmarks/evse_cpu.py --json $(BENCH_OUT)/evse_cpu.json
-	$(PY) benchmarks/scale.py --out $(BENCH_OUT)
+	$(PY) benchmarks/codecs.py --json $(BENCH_OUT)/codecs.json $(BENCH_CODECS_ARGS)
+	$(PY) benchmarks/evse_cpu.py --json $(BENCH_OUT)/evse_cpu.json $(BENCH_CPU_ARGS)
+	$(PY) benchmarks/scale.py --out $(BENCH_OUT) $(BENCH_SCALE_ARGS)
 
 demo: $(STAMP) ## SLAC from plug-in to IPv6 on a virtual powerline: no modem needed (root)
 	$(PY) scripts/demo.py
@@ -52,7 +52,7 @@ powerline: $(STAMP) ## Run a virtual powerline with 1 EV and 1 EVSE host until C
 	$(PY) -m slac.powerline --evs 1 --evses 1
 
 run-ev-slac: $(STAMP) ## EV simulator (scapy) on EV_IFACE (default eth0), EV_MODE direct|powerline
-	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE)
+	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE) $(EV_ARGS)
 
 IMAGE ?= slac
 COMPOSE ?= docker compose
@@ -66,16 +66,16 @@ run: ## Run the image detached: .env.prod.docker (CP over MQTT, JSON logs), rest
 	$(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml up --build -d
 
 evse: $(STAMP) ## `slac evse`: every EVSE of cs_configuration.json, CP typed on stdin (root)
-	$(VENV)/bin/slac evse --config $(CS_CONFIG) --env $(ENV_LOCAL)
+	$(VENV)/bin/slac evse --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EVSE_ARGS)
 
 run-local-single: $(STAMP) ## Example: one EVSE (cs_configuration.json, .env.dev.local)
-	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+	$(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EXAMPLE_ARGS)
 
 run-local-multiple: $(STAMP) ## Example: every EVSE of cs_configuration.json
-	$(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+	$(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EXAMPLE_ARGS)
 
 run-local-sudo-single: ## run-local-single as root (raw sockets need root or CAP_NET_RAW)
-	sudo $(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+	sudo $(PY) examples/single_slac_session.py --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EXAMPLE_ARGS)
 
 run-local-sudo-multiple: ## run-local-multiple as root
-	sudo $(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL)
+	sudo $(PY) examples/multiple_slac_sessions.py --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EXAMPLE_ARGS)

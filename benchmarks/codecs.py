@@ -137,11 +137,14 @@ def _cases() -> list[tuple[str, Message, Callable[[], Any]]]:
     ]
 
 
+REPEAT = 7
+
+
 def _rate(func: Callable[[], Any], budget: float = 0.2) -> float:
     timer = timeit.Timer(func)
     number, _ = timer.autorange()
     rounds = max(3, int(budget / max(timer.timeit(number) / number * number, 1e-9)))
-    best = min(timer.repeat(repeat=min(rounds, 7), number=number))
+    best = min(timer.repeat(repeat=min(rounds, REPEAT), number=number))
     return number / best
 
 
@@ -175,7 +178,12 @@ def run() -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--repeat", type=int, default=7, help="timings per figure, best kept (default 7)"
+    )
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
     rows = run()
     print(
         f"Codec operations per second, Python {platform.python_version()}, "

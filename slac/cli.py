@@ -159,7 +159,10 @@ def _ev(args: argparse.Namespace) -> int:
 def _powerline(args: argparse.Namespace) -> int:
     from slac.powerline.__main__ import main as powerline_main
 
-    return powerline_main(args.rest)
+    rest = list(args.rest)
+    if rest[:1] == ["--"]:  # `slac powerline -- --evs 2`: the separator is not an option
+        rest = rest[1:]
+    return powerline_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,11 @@
-"""Both examples run as a user runs them, against scripted peers, and reach the match."""
+"""Both examples run as a user runs them (the Makefile targets the README shows, with and
+without sudo), against scripted peers, and reach the match."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +36,24 @@ def write_settings(tmp_path: Path, interfaces: Sequence[str]) -> tuple[Path, Pat
     return config, env
 
 
-async def run_example(script: str, config: Path, env: Path, n_evs: int) -> None:
+SUDO = shutil.which("sudo")
+
+
+def make_command(target: str, config: Path, env: Path) -> list[str]:
+    """``make <target>`` with this test's station and settings (what the README shows)."""
+    if "sudo" in target and SUDO is None:
+        pytest.skip("sudo is not installed (Debian package sudo; .ci/run installs it)")
+    return [
+        "make",
+        "--no-print-directory",
+        target,
+        f"CS_CONFIG={config}",
+        f"ENV_LOCAL={env}",
+        "EXAMPLE_ARGS=--cp-delay 0.2 --hold 0.3",
+    ]
+
+
+async def run_example(target: str, config: Path, env: Path, n_evs: int) -> None:
     links = [make_link(MacAddress(f"02:00:00:00:30:0{i}")) for i in range(1, n_evs + 1)]
     peers: list[ScriptedPeer] = []
     try:
@@ -46,16 +65,7 @@ async def run_example(script: str, config: Path, env: Path, n_evs: int) -> None:
             .replace("IFACE1", links[-1].evse_if)
         )
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "examples" / script),
-            "--config",
-            str(config),
-            "--env",
-            str(env),
-            "--cp-delay",
-            "0.2",
-            "--hold",
-            "0.3",
+            *make_command(target, config, env),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -79,15 +89,17 @@ async def run_example(script: str, config: Path, env: Path, n_evs: int) -> None:
 
 
 @needs_root
-async def test_single_session_example_matches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["run-local-single", "run-local-sudo-single"])
+async def test_single_session_example_matches(tmp_path: Path, target: str) -> None:
     config, env = write_settings(tmp_path, ["IFACE0", "unused1"])
-    await run_example("single_slac_session.py", config, env, 1)
+    await run_example(target, config, env, 1)
 
 
 @needs_root
-async def test_multiple_sessions_example_matches_every_evse(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["run-local-multiple", "run-local-sudo-multiple"])
+async def test_multiple_sessions_example_matches_every_evse(tmp_path: Path, target: str) -> None:
     config, env = write_settings(tmp_path, ["IFACE0", "IFACE1"])
-    await run_example("multiple_slac_sessions.py", config, env, 2)
+    await run_example(target, config, env, 2)
 
 
 @pytest.mark.parametrize(

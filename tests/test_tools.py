@@ -4,11 +4,16 @@ Needs root."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from slac import Config, SlacEvseSession, SlacSessionController
 from slac.netns import Netns, VethPair
@@ -39,8 +44,12 @@ async def test_scapy_ev_passes_directly_against_the_evse_example(tmp_path: Path)
         )
         env = tmp_path / "t.env"
         env.write_text("SET_KEY_SETTLE_TIME=0\nSET_KEY_TIMEOUT=300\n")
+        # as the README shows it: sudo make run-ev-slac EV_IFACE=... (here inside the EV's
+        # namespace; plain make where sudo is not installed)
+        sudo = ["sudo"] if shutil.which("sudo") else []
+        make = [*sudo, "make", "--no-print-directory", "-C", str(ROOT), "run-ev-slac"]
         sim = await asyncio.create_subprocess_exec(
-            *ns.command([sys.executable, SIM, "--iface", pair.name_b, "--wait", "15"]),
+            *ns.command([*make, f"EV_IFACE={pair.name_b}", "EV_ARGS=--wait 15"]),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -158,31 +167,68 @@ async def test_interrupted_demo_removes_everything_it_created() -> None:
     assert namespaces() == before
 
 
-async def test_powerline_command_runs_until_interrupted_and_cleans_up() -> None:
+POWERLINE_COMMANDS = {
+    # the README's three ways: make, python -m, the slac command
+    "make powerline": (["make", "--no-print-directory", "powerline"], 1),
+    "python -m slac.powerline": (
+        [
+            sys.executable,
+            "-m",
+            "slac.powerline",
+            "--evs",
+            "3",
+            "--evses",
+            "3",
+            "--crosstalk",
+            "50",
+            "--loss",
+            "CM_MNBC_SOUND.IND=0.3",
+            "--delay",
+            "2",
+        ],
+        3,
+    ),
+    "slac powerline": (
+        [
+            str(Path(sys.executable).parent / "slac"),
+            "powerline",
+            "--",
+            "--evs",
+            "1",
+            "--evses",
+            "1",
+            "--crosstalk",
+            "50",
+        ],
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(POWERLINE_COMMANDS))
+async def test_powerline_command_runs_until_interrupted_and_cleans_up(name: str) -> None:
+    command, evs = POWERLINE_COMMANDS[name]
     before = namespaces()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "slac.powerline",
-        "--evs",
-        "2",
-        "--evses",
-        "2",
-        "--crosstalk",
-        "45",
+        *command,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # SIGINT to the group, as Ctrl-C does (make passes it on)
     )
     assert process.stdout is not None
     seen = []
-    async for line in process.stdout:
-        seen.append(line.decode())
-        if b"virtual powerline running" in line:
-            break
-    assert len(namespaces() - before) == 4  # 2 EVs, the EVSE host, the modems
-    assert any("EV host 1: ip netns exec" in line for line in seen)
-    process.send_signal(signal.SIGINT)
-    await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 0
+    try:
+        async for line in process.stdout:
+            seen.append(line.decode())
+            if b"virtual powerline running" in line:
+                break
+        assert len(namespaces() - before) == evs + 2, seen  # EVs, the EVSE host, the modems
+        assert any(f"EV host {evs - 1}: ip netns exec" in line for line in seen)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 20)
+    # make dies of the SIGINT itself (-2) once its child has exited; the child exits 0
+    assert process.returncode in (0, -signal.SIGINT), seen
     assert namespaces() == before
