@@ -11,6 +11,9 @@ from typing import Any, Optional
 
 from .conftest import ROOT
 
+#: the `slac` console script of the environment the tests run in (.venv/bin/slac)
+SLAC = str(Path(sys.executable).parent / "slac")
+
 
 def station_file(path: Path, interfaces: list[str], prefix: str = "DE*TST*E") -> list[str]:
     ids = [f"{prefix}{j:04d}" for j in range(len(interfaces))]
@@ -44,9 +47,7 @@ class EvseCommand:
     @classmethod
     async def start(cls, *args: str, env: Optional[dict[str, str]] = None) -> EvseCommand:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "slac",
+            SLAC,  # the console script, as the README runs it
             "evse",
             *args,
             cwd=ROOT,

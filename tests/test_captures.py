@@ -303,3 +303,24 @@ async def test_real_charger_replayed_into_our_ev_completes_the_match(name: str) 
         assert result.average_attenuation == pytest.approx(
             sum(indication.aag) / len(indication.aag)
         )
+
+
+def test_slac_analyze_strict_exit_code(tmp_path: Path) -> None:
+    """--strict: exit 1 when a session breaks a rule, 0 when none does; --plot alongside."""
+    slac = str(Path(sys.executable).parent / "slac")  # the console script, as the README runs it
+    late = capture_path("2022-12-13_compleo_powerdelivery230_no_load")  # CNF after 216 ms
+    clean = capture_path("2024-04-20_ModelY_pyPLC_stop_in_precharge")
+    png = tmp_path / "seq.png"
+    failing = subprocess.run(
+        [slac, "analyze", str(late), "--plot", str(png), "--strict"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "TT_match_response" in failing.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    passing = subprocess.run(
+        [slac, "analyze", str(clean), "--strict"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert passing.returncode == 0, passing.stdout

@@ -138,6 +138,19 @@ class Watcher:
             await self._task
 
 
+async def mosquitto_client(*args: str) -> str:
+    """Run mosquitto_pub or mosquitto_sub against the local broker; its output."""
+    tool = shutil.which(args[0])
+    if tool is None:
+        pytest.skip(f"{args[0]} is not installed (Debian package mosquitto-clients; .ci/run)")
+    process = await asyncio.create_subprocess_exec(
+        tool, "-h", "127.0.0.1", *args[1:], stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0, args
+    return output.decode().strip()
+
+
 async def publish(port: int, topic: str, payload: str, retain: bool = False) -> None:
     async with aiomqtt.Client("127.0.0.1", port, timeout=5) as client:
         await client.publish(topic, payload.encode(), qos=1, retain=retain)
@@ -204,7 +217,16 @@ async def test_publishing_b_leads_to_a_retained_matched(tmp_path: Path, broker: 
         try:
             first = await watcher.wait("unmatched")
             assert first["evse_id"] == evse_id
-            await publish(broker.port, f"site1/{evse_id}/cp_state", "B")
+            # as the README shows it, with Mosquitto's own client
+            await mosquitto_client(
+                "mosquitto_pub",
+                "-p",
+                str(broker.port),
+                "-t",
+                f"site1/{evse_id}/cp_state",
+                "-m",
+                "B",
+            )
             await publish(broker.port, "site1/nobody/cp_state", "B")  # ignored, logged
             await publish(broker.port, f"site1/{evse_id}/cp_state", "Z9")  # ignored, logged
             await asyncio.sleep(0.3)
@@ -215,6 +237,20 @@ async def test_publishing_b_leads_to_a_retained_matched(tmp_path: Path, broker: 
         assert matched["ev_mac"] == str(topo.ev_ports[0].host_mac)
         assert len(matched["run_id"]) == 16 and matched["timestamp"] > 0
         assert (await retained(broker.port, f"site1/{evse_id}/slac"))["state"] == "matched"
+        line = await mosquitto_client(
+            "mosquitto_sub",
+            "-p",
+            str(broker.port),
+            "-t",
+            "site1/+/slac",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        )
+        topic, _, payload = line.partition(" ")
+        assert topic == f"site1/{evse_id}/slac" and json.loads(payload)["state"] == "matched"
         await publish(broker.port, f"site1/{evse_id}/cp_state", json.dumps({"state": "A"}))
         for _ in range(100):
             if (await retained(broker.port, f"site1/{evse_id}/slac"))["state"] == "unmatched":

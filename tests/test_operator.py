@@ -19,8 +19,8 @@ from slac.ev import SlacEvSession
 from slac.powerline import Powerline, Topology
 
 from .conftest import ROOT, needs_root
-from .operator import EvseCommand, station_file
-from .site import fast
+from .operator import SLAC, EvseCommand, station_file
+from .site import fast, make_site
 
 pytestmark = needs_root
 
@@ -83,9 +83,7 @@ async def test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark(tmp_path: Path)
             )
             captured = tmp_path / "capture.pcap"
             capture = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "slac",
+                SLAC,
                 "capture",
                 "--iface",
                 iface,
@@ -152,6 +150,34 @@ async def test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark(tmp_path: Path)
     for path in (evse_pcap, captured):
         names = tshark_names(path)
         assert in_order(names, FULL_MATCH), (path.name, names)
+
+    # and our analyser finds the session, matched, in what `slac capture` wrote
+    analysis = subprocess.run(
+        [SLAC, "analyze", "--json", str(captured)], capture_output=True, text=True, check=True
+    )
+    sessions = json.loads(analysis.stdout)["sessions"]
+    assert [s["outcome"] for s in sessions] == ["matched"], analysis.stdout
+
+
+async def test_slac_ev_matches_a_running_evse_and_reports_it(tmp_path: Path) -> None:
+    async for site in make_site(1, 1):
+        await site.start_evses()
+        env = tmp_path / "ev.env"
+        env.write_text("SET_KEY_SETTLE_TIME=0\nSET_KEY_TIMEOUT=300\nLOG_LEVEL=WARNING\n")
+        code, output = await site.topo.run_in_ev(
+            0, [SLAC, "ev", "--iface", site.topo.ev_interface, "--env", str(env), "--timeout", "30"]
+        )
+        assert code == 0, output
+        assert f"matched EVSE {site.topo.evse_ports[0].host_mac}" in output
+        matched = await site.evses[0].wait_matched(timeout=5)
+        assert matched.ev_mac == site.topo.ev_ports[0].host_mac
+        # and without any EVSE answering: exit 1 with the reason
+        await site.close()
+        code, output = await site.topo.run_in_ev(
+            0, [SLAC, "ev", "--iface", site.topo.ev_interface, "--env", str(env), "--timeout", "5"]
+        )
+        assert code == 1, output
+        assert "no match" in output
 
 
 async def test_slac_evse_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

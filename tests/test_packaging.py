@@ -138,3 +138,69 @@ def test_lock_file_names_no_package_source() -> None:
     assert "[package.source]" not in lock
     assert not [line for line in lock.splitlines() if line.startswith("url = ")]
     assert "/simple" not in lock
+
+
+def _make_targets() -> list[str]:
+    makefile = (ROOT / "Makefile").read_text()
+    return re.findall(r"^([a-z][a-z-]*):.*## ", makefile, re.M)
+
+
+def test_make_help_lists_every_target() -> None:
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0
+    listed = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    targets = set(_make_targets())
+    assert targets == listed
+    readme = (ROOT / "README.md").read_text()
+    for target in targets:  # and the README's table of targets names each one
+        assert f"`make {target}`" in readme, target
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("build", "docker build -t slac ."),
+        ("dev", "docker compose -f docker-compose.yml -f docker-compose.dev.yml up --build"),
+        ("run", "docker compose -f docker-compose.yml -f docker-compose.prod.yml up --build -d"),
+    ],
+)
+def test_docker_targets_run_the_documented_commands(target: str, expected: str) -> None:
+    """No Docker engine here: `make -n` shows what each target would run."""
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", target], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
+
+
+@pytest.mark.skipif(
+    os.environ.get("SLAC_SKIP_NETWORK_TESTS") == "1", reason="SLAC_SKIP_NETWORK_TESTS=1"
+)
+def test_make_lock_recreates_a_lock_that_poetry_accepts(tmp_path: Path) -> None:
+    """`make lock` in a copy of the project (it asks the package index: network)."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    for name in ("pyproject.toml", "poetry.lock", "README.md", "LICENSE", "Makefile"):
+        shutil.copy(ROOT / name, copy / name)
+    shutil.copytree(ROOT / "scripts", copy / "scripts")
+    shutil.copytree(ROOT / "slac", copy / "slac", ignore=shutil.ignore_patterns("__pycache__"))
+    if (ROOT / ".tools").is_dir():  # Poetry, as installed by scripts/poetry.sh
+        (copy / ".tools").symlink_to(ROOT / ".tools")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "lock"],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "poetry.lock written" in done.stdout + done.stderr
+    check = subprocess.run(
+        ["bash", "scripts/poetry.sh", "check", "--lock"], capture_output=True, text=True, cwd=copy
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    lock = (copy / "poetry.lock").read_text()
+    assert "[package.source]" not in lock and "/simple" not in lock
+    assert (copy / "pyproject.toml").read_text() == (ROOT / "pyproject.toml").read_text()

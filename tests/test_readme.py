@@ -1,0 +1,189 @@
+"""Every command the README shows is run somewhere: by a named test (which must exist and
+run that command) or by .ci/run. A command added to the README without a place here fails
+this test; so does a place that no longer runs it. The Messages example is run as written."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from .conftest import ROOT
+
+README = ROOT / "README.md"
+
+#: README command -> (where it runs, a token that place's source must contain)
+COVERAGE: dict[str, tuple[str, str]] = {
+    "make demo": (
+        "tests/test_tools.py::test_make_demo_matches_and_shows_ipv6_then_cleans_up",
+        '"demo"',
+    ),
+    "make tests": (".ci/run", "make tests"),
+    "make install-local": (".ci/run", "make install-local"),
+    "make lint": (".ci/run", "make lint"),
+    "sudo .venv/bin/slac evse --config cs_configuration.json": (
+        "tests/operator.py::EvseCommand",
+        '"evse"',
+    ),
+    "sudo .venv/bin/slac evse --config cs_configuration.json --cp mqtt://localhost:1883/station1": (
+        "tests/test_mqtt.py::mqtt_station",
+        '"--cp"',
+    ),
+    "mosquitto_pub -h localhost -t 'station1/DE*SWT*E123456789/cp_state' -m B": (
+        "tests/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
+        '"mosquitto_pub"',
+    ),
+    "mosquitto_sub -h localhost -t 'station1/+/slac' -v": (
+        "tests/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
+        '"mosquitto_sub"',
+    ),
+    "sudo .venv/bin/slac capture --iface eth1 -w slac.pcap": (
+        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        '"capture"',
+    ),
+    ".venv/bin/slac analyze slac.pcap": (
+        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        '"analyze"',
+    ),
+    "slac evse --config cs_configuration.json [--env .env] [--cp stdin|mqtt://HOST:PORT/PREFIX] [--pcap FILE]": (  # noqa: E501
+        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        '"--env"',
+    ),
+    "slac capture --iface IFACE -w FILE.pcap [--count N] [--duration S]": (
+        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        '"-w"',
+    ),
+    "slac analyze FILE [--json] [--plot out.png] [--strict]": (
+        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        '"--plot"',
+    ),
+    "slac ev --iface IFACE [--env .env] [--timeout 30]": (
+        "tests/test_operator.py::test_slac_ev_matches_a_running_evse_and_reports_it",
+        '"--timeout"',
+    ),
+    "slac powerline -- --evs 1 --evses 1 [--crosstalk 50]": (
+        "tests/test_tools.py::POWERLINE_COMMANDS",
+        '"powerline",\n            "--"',
+    ),
+    "make powerline": ("tests/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
+    ".venv/bin/python -m slac.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
+        "tests/test_tools.py::POWERLINE_COMMANDS",
+        '"CM_MNBC_SOUND.IND=0.3"',
+    ),
+    "sudo make run-ev-slac EV_IFACE=veth1": (
+        "tests/test_tools.py::test_scapy_ev_passes_directly_against_the_evse_example",
+        '"run-ev-slac"',
+    ),
+    ".venv/bin/slac analyze my-session.pcapng": (
+        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        '"analyze"',
+    ),
+    ".venv/bin/slac analyze my-session.pcapng --json": (
+        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        '"--json"',
+    ),
+    ".venv/bin/slac analyze my-session.pcapng --plot seq.png --strict": (
+        "tests/test_captures.py::test_slac_analyze_strict_exit_code",
+        '"--strict"',
+    ),
+    "make run-local-single": (
+        "tests/test_examples.py::test_single_session_example_matches",
+        '"run-local-single"',
+    ),
+    "make run-local-multiple": (
+        "tests/test_examples.py::test_multiple_sessions_example_matches_every_evse",
+        '"run-local-multiple"',
+    ),
+    "make run-local-sudo-single": (
+        "tests/test_examples.py::test_single_session_example_matches",
+        '"run-local-sudo-single"',
+    ),
+    "make run-local-sudo-multiple": (
+        "tests/test_examples.py::test_multiple_sessions_example_matches_every_evse",
+        '"run-local-sudo-multiple"',
+    ),
+    # No Docker engine runs here: `make -n` shows the exact command, hadolint checks the
+    # Dockerfile, and the production install the image runs is itself tested.
+    "make build": (
+        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
+        '"build"',
+    ),
+    "make dev": (
+        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
+        '"dev"',
+    ),
+    "make run": (
+        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
+        '"run"',
+    ),
+    "make bench": (
+        "tests/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
+        '"bench"',
+    ),
+    "make lock": (
+        "tests/test_packaging.py::test_make_lock_recreates_a_lock_that_poetry_accepts",
+        '"lock"',
+    ),
+    "make help": ("tests/test_packaging.py::test_make_help_lists_every_target", '"help"'),
+}
+
+
+def readme_commands() -> set[str]:
+    """The commands of the README's ```sh blocks (comments and line continuations removed)."""
+    commands: set[str] = set()
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.S):
+        pending = ""
+        for raw in block.splitlines():
+            line = raw.split("  #")[0].rstrip()
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            pending = f"{pending} {line.strip()}" if pending else line.strip()
+            if pending.endswith("\\"):
+                pending = pending[:-1].rstrip()
+                continue
+            commands.add(pending)
+            pending = ""
+    return commands
+
+
+def _source_of(place: str) -> str:
+    path, _, name = place.partition("::")
+    text = (ROOT / path).read_text()
+    if not name:
+        return text
+    lines = text.splitlines()
+    for node in ast.walk(ast.parse(text)):
+        defined = (
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.name == name
+        )
+        assigned = isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        )
+        if defined or assigned:
+            assert isinstance(node, ast.stmt)
+            decorators = getattr(node, "decorator_list", [])
+            start = min([node.lineno] + [d.lineno for d in decorators])
+            return "\n".join(lines[start - 1 : node.end_lineno])
+    raise AssertionError(f"{place}: no {name} in {path}")
+
+
+def test_every_readme_command_has_a_place_that_runs_it() -> None:
+    commands = readme_commands()
+    missing = sorted(commands - set(COVERAGE))
+    stale = sorted(set(COVERAGE) - commands)
+    assert not missing, f"README commands run nowhere: {missing}"
+    assert not stale, f"places for commands the README no longer shows: {stale}"
+
+
+def test_every_place_exists_and_runs_its_command() -> None:
+    for command, (place, token) in COVERAGE.items():
+        source = _source_of(place)
+        assert token in source, f"{command!r}: {place} does not contain {token}"
+
+
+def test_the_messages_example_runs_as_written(capsys: object) -> None:
+    text = README.read_text()
+    section = text[text.index("## Messages") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    exec(compile(code.group(1), "README.md (Messages)", "exec"), {})
