@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from slac.capture import SO_TIMESTAMPNS, kernel_time
 from slac.enums import ETH_TYPE_HPAV, PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
@@ -38,20 +37,12 @@ from slac.messages import (
 from slac.netns import Netns
 from slac.utils import MacAddress
 
+from .inbox import Inbox
+
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 MODEM_MAC = MacAddress("00:b0:52:12:34:56")
 PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _CMSG_SPACE = socket.CMSG_SPACE(16)
-
-
-def _kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
-    """The kernel's receive timestamp (CLOCK_REALTIME), else the time now."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = struct.unpack("qq", data[:16])
-            return float(sec) + float(nsec) / 1e9
-    return time.time()
 
 
 @dataclass
@@ -90,8 +81,7 @@ class ScriptedPeer:
         self.modem = ModemBehaviour()
         self._sock: Optional[socket.socket] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._inbox: collections.deque[tuple[Frame, float]] = collections.deque()
-        self._arrived: Optional[asyncio.Event] = None
+        self.inbox = Inbox()
         #: the last frames sent and received (bounded: soaks run for thousands of matches)
         self.log: collections.deque[tuple[float, str, bytes]] = collections.deque(maxlen=200)
 
@@ -105,7 +95,6 @@ class ScriptedPeer:
 
         self._sock = self.netns.call(open_socket)
         self._loop = asyncio.get_running_loop()
-        self._arrived = asyncio.Event()
         self._loop.add_reader(self._sock.fileno(), self._readable)
         return self
 
@@ -125,7 +114,6 @@ class ScriptedPeer:
 
     def _readable(self) -> None:
         assert self._sock is not None
-        assert self._arrived is not None
         while True:
             try:
                 data, ancillary, _flags, address = self._sock.recvmsg(2048, _CMSG_SPACE)
@@ -133,7 +121,7 @@ class ScriptedPeer:
                 break
             if address[2] == PACKET_OUTGOING:
                 continue
-            now = _kernel_time(ancillary)
+            now = kernel_time(ancillary) or time.time()
             try:
                 frame = decode_frame(data)
             except Exception:
@@ -144,8 +132,7 @@ class ScriptedPeer:
                 continue
             if frame.dst != self.ev_mac and not frame.dst.is_multicast:
                 continue  # to another station (forged ones, in the flood tests)
-            self._inbox.append((frame, now))
-            self._arrived.set()
+            self.inbox.put(frame, now)
 
     def _answer_set_key(self, frame: Frame) -> None:
         assert isinstance(frame.message, SetKeyReq)
@@ -163,22 +150,10 @@ class ScriptedPeer:
         self, kind: Union[type, tuple[type, ...]], timeout: float = 2.0
     ) -> tuple[Frame, float]:
         """The next received frame of this message type (others are dropped)."""
-        assert self._arrived is not None
-        deadline = time.time() + timeout
-        while True:
-            while self._inbox:
-                frame, at = self._inbox.popleft()
-                if isinstance(frame.message, kind):
-                    return frame, at
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise AssertionError(f"no {kind!r} within {timeout} s")
-            self._arrived.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+        return await self.inbox.expect(kind, timeout)
 
     def drain(self) -> None:
-        self._inbox.clear()
+        self.inbox.drain()
 
     # --- the EV ---------------------------------------------------------------------------------
 

@@ -5,8 +5,6 @@ an answer of the other side is sent only after our side's answer, with the recor
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -33,6 +31,8 @@ from slac.messages import (
 )
 from slac.netns import Netns
 from slac.utils import MacAddress
+
+from .inbox import Inbox
 
 CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "captures"
 PACKET_OUTGOING = 4
@@ -77,8 +77,7 @@ class Wire:
         self.netns = netns
         self.interface = interface
         self._sock: Optional[socket.socket] = None
-        self._inbox: collections.deque[tuple[float, Frame]] = collections.deque()
-        self._event = asyncio.Event()
+        self.inbox = Inbox()
         self.set_keys: list[bytes] = []
 
     async def start(self) -> Wire:
@@ -116,25 +115,15 @@ class Wire:
                 self.set_keys.append(frame.message.new_key)
                 self.send(SetKeyCnf(result=1), frame.src, MODEM)
                 continue
-            self._inbox.append((time.monotonic(), frame))
-            self._event.set()
+            self.inbox.put(frame, time.monotonic())
 
     async def expect(self, kind: type, timeout: float) -> tuple[float, Frame]:
-        deadline = time.monotonic() + timeout
-        while True:
-            while self._inbox:
-                at, frame = self._inbox.popleft()
-                if isinstance(frame.message, kind):
-                    return at, frame
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {kind.__name__} within {timeout} s")
-            self._event.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._event.wait(), left)
+        """(arrival time, frame) of the next frame of this message type."""
+        frame, at = await self.inbox.expect(kind, timeout)
+        return at, frame
 
     def drain(self) -> None:
-        self._inbox.clear()
+        self.inbox.drain()
 
 
 @dataclass
