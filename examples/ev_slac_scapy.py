@@ -50,6 +50,7 @@ from scapy.layers.l2 import Ether
 
 ETH_P_HPAV = 0x88E1
 PACKET_OUTGOING = 4
+ETH_P_ALL = 0x0003
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 LOCALCAST = "00:b0:52:00:00:01"
 FAKE_MODEM = "00:b0:52:5c:a9:01"
@@ -91,15 +92,17 @@ class Link:
     """A raw socket on the interface, with the EV's MAC and the modem emulation."""
 
     def __init__(self, iface: str, ev_mac: Optional[str], direct: bool, atten: int) -> None:
+        # Every protocol (ETH_P_ALL): only such sockets see frames that another program sends
+        # on this interface, which --ev-mac on the EVSE's own interface needs.
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_HPAV))
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError:
             raise SystemExit(
                 f"error: opening a raw socket on {iface} needs root or CAP_NET_RAW; "
                 "try `sudo make run-ev-slac`"
             ) from None
         try:
-            self.sock.bind((iface, ETH_P_HPAV))
+            self.sock.bind((iface, ETH_P_ALL))
         except OSError as exc:
             raise SystemExit(f"error: cannot use interface {iface!r}: {exc.strerror}") from None
         self.iface_mac = mac_text(self.sock.getsockname()[4][:6])
@@ -123,6 +126,8 @@ class Link:
             if not ready:
                 return None
             data, address = self.sock.recvfrom(2048)
+            if data[12:14] != ETH_P_HPAV.to_bytes(2, "big"):
+                continue
             src = mac_text(data[6:12])
             if src == self.ev_mac or (address[2] == PACKET_OUTGOING and src == FAKE_MODEM):
                 continue  # our own frames

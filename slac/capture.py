@@ -9,7 +9,6 @@ its network namespace, which the benchmarks use to time the EVSE's answers.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import select
 import signal
@@ -24,11 +23,11 @@ from typing import Optional, Union
 from slac.enums import ETH_TYPE_HPAV
 from slac.errors import TransportError
 from slac.pcap import PcapWriter
+from slac.sockets import bpf
 from slac.sockets.async_linux_socket import _no_such_interface, _permission_hint, interface_is_up
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 _CMSG_SPACE = socket.CMSG_SPACE(16)
@@ -42,20 +41,6 @@ class Captured:
     interface: str
     outgoing: bool
     data: bytes
-
-
-def _ethertype_filter(ethertype: int) -> tuple[bytes, ctypes.Array[ctypes.c_char]]:
-    """A classic BPF program keeping frames of one EtherType: (sock_fprog, its buffer)."""
-    program = [
-        (0x28, 0, 0, 12),  # ldh [12]
-        (0x15, 0, 1, ethertype),  # jeq #ethertype, accept, drop
-        (0x06, 0, 0, 0x40000),  # ret #262144
-        (0x06, 0, 0, 0),  # ret #0
-    ]
-    code = b"".join(struct.pack("HBBI", *op) for op in program)
-    buffer = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
-    return fprog, buffer
 
 
 def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> Optional[float]:
@@ -86,8 +71,7 @@ class CaptureSocket:
         except PermissionError:
             raise TransportError(_permission_hint(label, sudo_hint)) from None
         try:
-            fprog, self._filter_code = _ethertype_filter(ethertype)
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            bpf.attach(sock, bpf.ethertype_only(ethertype))
             if interface is not None:
                 sock.bind((interface, ETH_P_ALL))
                 if not interface_is_up(interface):

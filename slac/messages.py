@@ -104,6 +104,14 @@ class Message:
     def _validate(self) -> None:
         """Checks of the variable part; subclasses override."""
 
+    def _trusted_copy(self: M, **changes: Any) -> M:
+        """A copy with ``changes``, not validated again: only for values that are of their
+        field's type and range already (read from a decoded frame). The hot path of the
+        EVSE's answers."""
+        copy = object.__new__(type(self))
+        object.__setattr__(copy, "__dict__", {**self.__dict__, **changes})
+        return copy
+
     # --- encoding ---------------------------------------------------------------------------
 
     @property

@@ -137,7 +137,15 @@ class EvseService(SlacSessionController):
         return [StateReport.of(s) for s in self.sessions.values()]
 
     def _state_changed(self, session: SlacSession) -> None:
-        report = StateReport.of(session)
+        report = StateReport.of(session)  # the state now; told a moment later
+        try:
+            asyncio.get_running_loop().call_soon(self._emit, report)
+        except RuntimeError:  # no loop running (a session used outside asyncio)
+            self._emit(report)
+
+    def _emit(self, report: StateReport) -> None:
+        """Tell the listeners, after the frames being handled now (printing and publishing
+        must not delay the answers of a car park's burst of requests)."""
         for listener in self.listeners:
             try:
                 listener(report)

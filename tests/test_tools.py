@@ -31,6 +31,41 @@ def namespaces() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+async def test_scapy_ev_shares_the_evses_own_interface_with_another_mac() -> None:
+    """--mode direct --ev-mac: the simulator on the EVSE's interface itself (the far end of
+    the veth pair stays silent). The EVSE sees the simulator's frames although they leave
+    by the same interface, and never its own."""
+    with Netns() as ns, VethPair(netns_b=ns) as pair:
+        evse = SlacEvseSession(
+            "DE*TST*E0009", pair.name_a, Config(set_key_settle_time=0, set_key_timeout=1.0)
+        )
+        try:
+            sim = await asyncio.create_subprocess_exec(
+                sys.executable,
+                SIM,
+                "--iface",
+                pair.name_a,
+                "--ev-mac",
+                "02:00:00:00:77:09",
+                "--wait",
+                "15",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            await asyncio.sleep(1.5)  # scapy takes a moment to import
+            await evse.evse_set_key()  # the simulator plays the modem: CM_SET_KEY.CNF
+            await SlacSessionController().process_cp_state(evse, "B")
+            out, _ = await asyncio.wait_for(sim.communicate(), 30)
+            text = out.decode()
+            assert sim.returncode == 0, text
+            assert "PASS: matched EVSE" in text
+            matched = await evse.wait_matched(timeout=5)
+            assert str(matched.ev_mac) == "02:00:00:00:77:09"
+            assert evse.socket.received < 100  # its own frames never came back
+        finally:
+            await evse.close()
+
+
 async def test_scapy_ev_passes_directly_against_the_evse_example(tmp_path: Path) -> None:
     with Netns() as ns, VethPair(netns_b=ns, mac_b="02:00:00:00:77:01") as pair:
         config = tmp_path / "cs.json"

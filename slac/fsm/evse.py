@@ -85,6 +85,8 @@ logger = logging.getLogger(__name__)
 
 #: How many answered (EV MAC, RunID) pairs are remembered for re-admission.
 ANSWERED_MEMORY = 256
+#: CM_SLAC_PARM.CNF with the ISO 15118-3 values; each answer is a copy naming the EV and run
+_PARM_CNF = SlacParmCnf(forwarding_sta=MacAddress(bytes(6)), run_id=bytes(8))
 #: an EV heard this much better (dB) than the worst-heard sounding run takes its slot
 BETTER_HEARD_DB = 6.0
 
@@ -370,14 +372,18 @@ class EvseMatcher:
         if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
             self._ignore(frame, f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)")
             return
-        cnf = SlacParmCnf(forwarding_sta=ev, run_id=message.run_id)
+        # ev and run_id come from the decoded frame: of their fields' types already
+        cnf = _PARM_CNF._trusted_copy(forwarding_sta=ev, run_id=message.run_id)
         run = EvRun(ev_mac=ev, run_id=message.run_id, parm_cnf=cnf, started=now)
         run.deadline = now + self.config.match_sequence_timeout
         self.runs[key] = run
         self._remember_answer(run)
         self._send(ev, cnf)
+        # The first run of an attempt is news; further parallel runs (neighbours' cars heard
+        # through crosstalk) show at INFO with their sounding line or their end, which keeps
+        # a car park's burst of requests cheap to answer.
         self._log_run(
-            logging.INFO,
+            logging.INFO if not self._ongoing_reported else logging.DEBUG,
             run,
             "CM_SLAC_PARM.REQ answered (%d of %d parallel runs)",
             len(self.runs),

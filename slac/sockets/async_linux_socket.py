@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from slac.enums import ETH_TYPE_HPAV
 from slac.errors import TransportError
+from slac.sockets import bpf
 from slac.utils import MacAddress
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 PACKET_OUTGOING = 4
+ETH_P_ALL = 0x0003
 MAX_FRAME = 1518
 #: Frames kept for recv() when nobody reads them (about 1.5 MB at most).
 DEFAULT_QUEUE_LIMIT = 1024
@@ -89,6 +91,7 @@ class RawSocket:
         self.received = 0
         self.sent = 0
         self.closed_reason: Optional[BaseException] = None
+        self._own_filter = False
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -113,13 +116,28 @@ class RawSocket:
         return self
 
     def _open_socket(self) -> socket.socket:
-        """Create and bind the socket, in the calling thread's network namespace."""
+        """Create and bind the socket, in the calling thread's network namespace.
+
+        Bound to every protocol with a kernel filter (EtherType 0x88E1, both directions, not
+        our own frames), so that another program's frames on this interface are seen too and
+        our own never wake us; bound to 0x88E1 alone where filters are refused.
+        """
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ethertype))
+            # protocol 0: nothing is queued until the filter is in place
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
             raise TransportError(_permission_hint(self.interface, self._sudo_hint)) from None
         try:
-            sock.bind((self.interface, self.ethertype))
+            sock.bind((self.interface, 0))
+            mac = sock.getsockname()[4][:6]
+            try:
+                bpf.attach(sock, bpf.ethertype_not_own(self.ethertype, mac))
+                sock.bind((self.interface, ETH_P_ALL))
+                self._own_filter = True
+            except OSError as exc:
+                logger.debug("no socket filter on %s (%s)", self.interface, exc)
+                sock.bind((self.interface, self.ethertype))
+                self._own_filter = False
         except OSError as exc:
             sock.close()
             if exc.errno == errno.ENODEV:
@@ -166,16 +184,20 @@ class RawSocket:
             return
         loop = self._loop
         assert loop is not None
+        own_filter = self._own_filter
         for _ in range(64):  # bounded, so one busy interface cannot starve the loop
             try:
-                data, address = sock.recvfrom(MAX_FRAME)
+                if own_filter:  # the kernel dropped our own frames: no address needed
+                    data = sock.recv(MAX_FRAME)
+                else:
+                    data, address = sock.recvfrom(MAX_FRAME)
+                    if address[2] == PACKET_OUTGOING and data[6:12] == self.mac:
+                        continue  # our own frame; another program's still counts
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 self._fail(exc)
                 return
-            if address[2] == PACKET_OUTGOING and data[6:12] == self.mac:
-                continue  # our own frame; another program's on this interface still counts
             self.received += 1
             now = loop.time()
             if self._callback is not None:
