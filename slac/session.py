@@ -498,8 +498,9 @@ class SlacSessionController:
         logger.info("EVSE %s: ready to match (set 5 %% PWM for HLC)", evse_id)
 
     async def notify_matching_ongoing(self, evse_id: str) -> None:
-        """An EV started matching (its first CM_SLAC_PARM.REQ arrived). Default: log only."""
-        logger.info("EVSE %s: matching ongoing", evse_id)
+        """An EV started matching (its first CM_SLAC_PARM.REQ arrived). Default: a DEBUG line
+        (the state machine's INFO line about that request says it already)."""
+        logger.debug("EVSE %s: matching ongoing", evse_id)
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
         """The EV got this EVSE's network key: ISO 15118-2/-20 can start. Default: log only.
