@@ -91,13 +91,13 @@ class ModemHost:
     def _on_raw_frame(self, data: bytes, now: float) -> None:
         for observer in self.observers:
             observer(data, now, False)
+        if data[0:6] != self.mac and not data[0] & 0x01:
+            return  # another station's unicast (promiscuous interface): not even decoded
         try:
             frame = decode_frame(data)
         except DecodeError as exc:
             self.log.debug("undecodable frame ignored: %s", exc)
             return
-        if frame.dst != self.mac and not frame.dst.is_multicast:
-            return  # another station's unicast (promiscuous interface)
         message = frame.message
         if isinstance(message, SetKeyCnf):
             if self._set_key_waiter is not None and not self._set_key_waiter.done():

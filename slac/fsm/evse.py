@@ -85,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 #: How many answered (EV MAC, RunID) pairs are remembered for re-admission.
 ANSWERED_MEMORY = 256
+_RUN_DEADLINE = operator.attrgetter("deadline")
 #: CM_SLAC_PARM.CNF with the ISO 15118-3 values; each answer is a copy naming the EV and run
 _PARM_CNF = SlacParmCnf(forwarding_sta=MacAddress(bytes(6)), run_id=bytes(8))
 #: an EV heard this much better (dB) than the worst-heard sounding run takes its slot
@@ -255,7 +256,8 @@ class EvseMatcher:
         if self.state is not EvseState.WAITING:
             return None
         if self.runs:
-            return min(run.deadline for run in self.runs.values())
+            soonest: float = min(map(_RUN_DEADLINE, self.runs.values()))
+            return soonest
         return self._attempt_deadline
 
     @property
