@@ -93,7 +93,6 @@ class CaptureSocket:
             raise TransportError(f"cannot capture on {label}: {exc}") from exc
         self.sock = sock
         self._ethertype_bytes = struct.pack("!H", ethertype)
-        self._names: dict[int, str] = {}
 
     def fileno(self) -> int:
         return self.sock.fileno()

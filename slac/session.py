@@ -137,6 +137,7 @@ class SlacEvseSession(SlacSession):
         self._events: asyncio.Queue[Union[Event, BaseException]]
         self._changed: asyncio.Event
         self._key_lock: asyncio.Lock
+        self._key_set: asyncio.Event
         self._leave_task: Optional[asyncio.Task[None]] = None
         self.key_given_out = False
         self.last_result: Optional[MatchResult] = None
@@ -158,6 +159,7 @@ class SlacEvseSession(SlacSession):
             self._events = asyncio.Queue()
             self._changed = asyncio.Event()
             self._key_lock = asyncio.Lock()
+            self._key_set = asyncio.Event()  # a key went to the modem (its settle pause runs)
         self.host.open()
         if self.config.pcap_file and self._pcap is None:
             try:
@@ -190,10 +192,17 @@ class SlacEvseSession(SlacSession):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task  # a failure was already reported by the task itself
-        if self._leave_task is not None and not self._leave_task.done():
-            # the EV still has the key: let the modem get a fresh one before closing
-            with contextlib.suppress(Exception):
-                await self._leave_task
+        leave = self._leave_task
+        if leave is not None and not leave.done():
+            # The EV still has the key: let the modem get a fresh one before closing. The
+            # pause after it (SET_KEY_SETTLE_TIME) does not matter to a closing session, and
+            # must not outlast a service manager's stop timeout.
+            key_set = asyncio.ensure_future(self._key_set.wait())
+            await asyncio.wait({leave, key_set}, return_when=asyncio.FIRST_COMPLETED)
+            key_set.cancel()
+            leave.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await leave
         if self.matcher is not None and self._loop is not None:
             self.matcher.stop(self._loop.time(), "session closed")
             self._flush()
@@ -227,6 +236,7 @@ class SlacEvseSession(SlacSession):
         """
         await self.open()
         async with self._key_lock:
+            self._key_set.clear()
             nmk = generate_nmk(self._token_bytes)
             nid = nid_from_nmk(nmk)
             await self.host.set_modem_key(
@@ -242,6 +252,7 @@ class SlacEvseSession(SlacSession):
                 self.matcher.set_key(nmk, nid)
             self.log.info("new network key set on the modem (NID %s)", nid.hex())
             self.log.debug("NMK %s", nmk.hex())
+            self._key_set.set()
             if self.config.set_key_settle_time > 0:
                 await asyncio.sleep(self.config.set_key_settle_time)
 

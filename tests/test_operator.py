@@ -226,3 +226,35 @@ def test_slac_capture_reports_a_missing_interface(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert run.stderr.startswith("error: network interface 'nosuchif0' does not exist")
+
+
+async def test_stopping_the_service_while_matched_rekeys_the_modem_without_the_settle_pause() -> (
+    None
+):
+    """SIGTERM to `slac evse` (here: EvseService.close) with an EV matched: the modem gets a
+    fresh key (the EV leaves the network) and the stop does not wait SET_KEY_SETTLE_TIME,
+    which would outlast e.g. Docker's 10 s stop timeout."""
+    from slac.environment import Config
+    from slac.service import EvseService
+    from slac.station import EvseSpec
+
+    async for site in make_site(1, 1):
+        config = Config(set_key_settle_time=3.0, set_key_timeout=0.3, link_check_period=0)
+        service = EvseService([EvseSpec("DE*TST*E0001", site.topo.evse_interfaces[0])], config)
+        await service.start()  # the first key, with its settle pause
+        port = site.topo.ports.index(site.topo.evse_ports[0])
+        keys_before = site.medium.modems[port].keys_set
+        await service.set_cp("B")
+        ev = SlacEvSession(site.topo.ev_interface, fast(), netns=site.topo.ev_netns[0].name)
+        try:
+            await asyncio.wait_for(ev.match(), 15)
+        finally:
+            await ev.close()
+        session = service.sessions["DE*TST*E0001"]
+        await session.wait_matched(timeout=5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await service.close()
+        assert loop.time() - started < 2.0  # not the 3 s settle pause
+        assert site.medium.modems[port].keys_set == keys_before + 1  # a fresh key
+        assert not await site.topo.ping_evse(0, 0, count=1)  # the EV is out of the network
