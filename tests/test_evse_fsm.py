@@ -1306,3 +1306,24 @@ def test_the_hold_margin_is_a_setting(margin: float, held: bool) -> None:
     nb_run = b"\x20" * 8
     h.rsp(NEIGHBOUR, nb_run)
     assert (h.match_req(NEIGHBOUR, nb_run) == []) is held
+
+
+def test_a_better_heard_ev_that_starts_over_still_comes_first() -> None:
+    """The own car starts over with a new RunID while a neighbour's request waits for it: as
+    heard in its last run, it is still the better EV, and it gets the match."""
+    h = Harness()
+    _two_sounding(h)
+    nb_run, again = b"\x20" * 8, b"\x77" * 8
+    h.rsp(NEIGHBOUR, nb_run)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.advance(0.01)
+    h.parm(EV, again)
+    h.advance(0.19)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.sounding(EV, again, [[20] * 58] * 10)
+    h.advance(0.2)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.rsp(EV, again)
+    (cnf,) = h.match_req(EV, again)
+    assert cnf.dst == EV
+    assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]

@@ -246,10 +246,12 @@ class EvRun:
 
 @dataclass
 class EvHistory:
-    """What one EV did in this plug-in: when it started, how many of its runs failed."""
+    """What one EV did in this plug-in: when it started, how many of its runs failed, how
+    well this EVSE heard it last."""
 
     first_parm: float
     failures: int = 0
+    heard_db: Optional[float] = None
 
 
 @dataclass
@@ -529,7 +531,9 @@ class EvseMatcher:
             self._ignore(frame, problem)
             return
         for old in [r for r in self.runs.values() if r.ev_mac == ev]:
-            self._end_run(old, "the EV started a new run (new RunID)", now, counts=False)
+            self._end_run(
+                old, "the EV started a new run (new RunID)", now, counts=False, settle=False
+            )
         if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
             self._ignore(frame, f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)")
             return
@@ -643,7 +647,11 @@ class EvseMatcher:
             oldest = min(stale, key=lambda r: r.started)
             self._remember_answer(oldest)
             self._end_run(
-                oldest, f"replaced by EV {ev}: every parallel slot was taken", now, counts=False
+                oldest,
+                f"replaced by EV {ev}: every parallel slot was taken",
+                now,
+                counts=False,
+                settle=False,
             )
             return True
         chosen_elsewhere = [
@@ -663,6 +671,7 @@ class EvseMatcher:
                 " ms after CM_ATTEN_CHAR.RSP, the EV chose another EVSE",
                 now,
                 counts=False,
+                settle=False,
             )
             return True
         return False
@@ -700,6 +709,7 @@ class EvseMatcher:
                 f"replaced by EV {ev}, heard at {heard:.0f} dB instead of {worst_db:.0f} dB",
                 now,
                 counts=False,
+                settle=False,
             )
         run = self._new_run(ev, key[1], memo.cnf, now)
         self._begin_sounding(run, run.num_sounds, None, now)
@@ -985,16 +995,20 @@ class EvseMatcher:
             return []
         rivals = []
         for other in self.runs.values():
-            if other is run or other.state is RunState.WAIT_START_ATTEN:
+            if other.ev_mac == run.ev_mac:
                 continue
             theirs = other.heard_db
+            if theirs is None:  # not sounded yet in this run: as heard in its last one
+                history = self._evs.get(bytes(other.ev_mac))
+                theirs = history.heard_db if history is not None else None
             if theirs is None or mine - theirs < margin:
                 continue
             decided_by = other.decided_by
             still_choosing = (
-                other.held_request is not None  # it asks for this EVSE itself
+                decided_by is None  # it has not started sounding in this run yet
+                or now < decided_by
+                or other.held_request is not None  # it asks for this EVSE itself
                 or other.validating  # it validates with this EVSE
-                or (decided_by is not None and now < decided_by)
             )
             if still_choosing:
                 rivals.append(other)
@@ -1046,6 +1060,8 @@ class EvseMatcher:
             window = time_out * TIME_OUT_UNIT if time_out else TT_EVSE_MATCH_MNBC
         run.deadline = now + window
         run.sounding_started = now
+        if self._hold_wake is not None:  # a rival's decision time is known now
+            self._update_hold_wake(now)
         if self.log.isEnabledFor(logging.DEBUG):
             self._log_run(
                 logging.DEBUG,
@@ -1076,6 +1092,9 @@ class EvseMatcher:
         )
         run.state = RunState.WAIT_RSP
         run.sounding_done = now
+        history = self._evs.get(bytes(run.ev_mac))
+        if history is not None:
+            history.heard_db = run.heard_db
         self._send_atten_char(run, now)
         self._log_run(
             logging.INFO,
@@ -1118,8 +1137,14 @@ class EvseMatcher:
                 counts=False,
             )
 
-    def _end_run(self, run: EvRun, reason: str, now: float, counts: bool = True) -> None:
-        """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts."""
+    def _end_run(
+        self, run: EvRun, reason: str, now: float, counts: bool = True, settle: bool = True
+    ) -> None:
+        """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts.
+
+        Then (``settle``) a held request may be confirmed and the plug-in may end; a caller
+        that goes on with a new run passes ``settle=False``, and held requests are looked at
+        again at the next timer (due at once)."""
         del self.runs[run.key]
         # a failure is news; a neighbour's car that went elsewhere (crosstalk) is routine
         self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", reason)
@@ -1130,6 +1155,10 @@ class EvseMatcher:
                 history.failures += 1
                 self._events.append(AttemptFailed(history.failures, reason, run.ev_mac))
             self._last_failure = reason
+        if not settle:
+            if self._hold_wake is not None:
+                self._hold_wake = now
+            return
         if self.state is EvseState.WAITING:
             self._recheck_holds(now)
         if self.state is EvseState.WAITING and not self.runs:
