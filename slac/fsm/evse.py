@@ -775,10 +775,12 @@ class EvseMatcher:
                     self.modem_mac,
                 )
             return "not from this EVSE's modem"
+        if self._profile_source is not None:
+            if src == self._profile_source:
+                return None
+            return f"the profiles of this plug-in come from {self._profile_source}"
         if bytes(src) in self._evs or any(r.ev_mac == src for r in self.runs.values()):
             return "CM_ATTEN_PROFILE.IND from an EV station"
-        if self._profile_source is not None and src != self._profile_source:
-            return f"the profiles of this plug-in come from {self._profile_source}"
         return None
 
     def _on_validate(self, frame: Frame, message: AnyMessage, now: float) -> None:
@@ -1202,19 +1204,25 @@ class EvseMatcher:
     def _frame_problem(self, frame: Frame) -> Optional[str]:
         """Why a frame is not a SLAC frame this EVSE may act on, or None."""
         homeplug = frame.homeplug
+        ethernet = frame.ethernet
+        src, dst = ethernet.src, ethernet.dst
+        if (
+            homeplug.mmv == MMV_HPAV_1_1
+            and not homeplug.fmi
+            and not src[0] & 1
+            and (dst[0] & 1 or dst == self.evse_mac)
+            and src != self.evse_mac
+        ):
+            return None  # the hot path: every check passed
         if homeplug.mmv != MMV_HPAV_1_1:
             return f"MMV 0x{homeplug.mmv:02X} is not HomePlug AV 1.1 (0x01)"
         if homeplug.fmi:
             return f"a fragment (FMI 0x{homeplug.fmi:02X}): SLAC messages are never fragmented"
-        src = frame.src
         if src.is_multicast:
             return "the source MAC is not a station"
         if src == self.evse_mac:
             return "sent by this EVSE itself"
-        dst = frame.dst
-        if dst != self.evse_mac and not dst.is_multicast:
-            return "addressed to another station"
-        return None
+        return "addressed to another station"
 
     def _match_req_problem(self, frame: Frame, message: SlacMatchReq) -> Optional[str]:
         problem = _types_problem(message.application_type, message.security_type)
