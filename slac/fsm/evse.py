@@ -216,6 +216,7 @@ class EvseMatcher:
         log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
     ) -> None:
         self.evse_mac = MacAddress(evse_mac)
+        self.modem_mac: Optional[MacAddress] = None
         self.config = config or Config()
         self.log = log or logger
         self._nmk = nmk
