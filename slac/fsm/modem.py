@@ -242,16 +242,13 @@ class ModemMachine:
     @property
     def deadline(self) -> Optional[float]:
         """When :meth:`handle_timer` must be called next (None: no timer runs)."""
-        times = [
-            t
-            for t in (
-                self._key.deadline if self._key is not None else None,
-                self._supervision.next_poll if self._supervision is not None else None,
-                self._query_deadline,
-            )
-            if t is not None
-        ]
-        return min(times) if times else None
+        soonest = self._query_deadline
+        if self._key is not None and (soonest is None or self._key.deadline < soonest):
+            soonest = self._key.deadline
+        sup = self._supervision
+        if sup is not None and (soonest is None or sup.next_poll < soonest):
+            soonest = sup.next_poll
+        return soonest
 
     @property
     def key_pending(self) -> bool:
