@@ -314,11 +314,11 @@ class EvseMatcher:
         log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
     ) -> None:
         self.evse_mac = MacAddress(evse_mac)
+        self.modem_mac: Optional[MacAddress] = None
         self.config = config or Config()
         self.log = log or logger
         self._nmk = nmk
         self._nid = nid
-        self.modem_mac: Optional[MacAddress] = None
         self.state = EvseState.IDLE
         self.cp_state: Optional[str] = None
         self.runs: dict[tuple[bytes, bytes], EvRun] = {}
@@ -450,8 +450,8 @@ class EvseMatcher:
     def stop(self, now: float, reason: str) -> None:
         """End matching or the match; back to IDLE.
 
-        The EV that got the key still holds it: only :meth:`set_key` lets another EV have a
-        key (unless ``reset_key_on_unplug`` is off: then the next EV gets the same key).
+        The EV that got the key still holds it: only :meth:`set_key` (the driver gave the
+        modem a fresh key) lets another EV have a key.
         """
         if self.state is EvseState.IDLE:
             return
@@ -459,8 +459,6 @@ class EvseMatcher:
         self.runs.clear()
         self.match = None
         self._hold_wake = None
-        if not self.config.reset_key_on_unplug:
-            self._key_holder = None  # documented: the key is kept for the next EV
         self.state = EvseState.IDLE
         self.log.info("SLAC stopped: %s", reason)
         self._events.append(Stopped(reason, was_matched))
