@@ -455,3 +455,13 @@ def test_with_no_evse_under_the_limit_the_attempt_fails_and_says_why() -> None:
 def test_config_out_of_range_is_a_clear_error(fields: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=f"EvConfig.{next(iter(fields))}"):
         EvConfig(**fields)
+
+
+def test_with_choice_first_a_later_indication_gets_no_rsp_but_a_resend_of_the_chosen_does() -> None:
+    h = EvHarness(EvConfig(choice="first"))
+    h.to_results(EVSES[0], EVSES[1])
+    h.atten_char(EVSES[0], 20)  # chosen at once
+    h.atten_char(EVSES[1], 10)  # after the choice: not part of it
+    h.atten_char(EVSES[0], 20)  # the chosen EVSE resends (our RSP was lost)
+    assert [o.dst for _, o in h.of(AttenCharRsp)] == [EVSES[0], EVSES[0]]
+    assert [o.dst for _, o in h.of(SlacMatchReq)] == [EVSES[0]]

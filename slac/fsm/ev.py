@@ -490,7 +490,7 @@ class EvMatcher:
             self._ignore(frame, "the sender did not confirm this run's CM_SLAC_PARM.REQ")
             return
         if self.state is EvState.MATCH and candidate.average is None:
-            self._ignore(frame, "after TT_EV_atten_results")
+            self._ignore(frame, "the first from this EVSE, after the choice was made")
             return
         # A resent indication (our RSP was lost) is acknowledged again, counted once.
         self._outgoing.append(
