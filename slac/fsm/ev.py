@@ -82,12 +82,15 @@ BROADCAST = MacAddress(enums.BROADCAST_MAC)
 CHOICES = ("lowest", "first")
 
 #: Pause between a failed attempt and the next (:attr:`EvConfig.attempt_pause`). ISO 15118-3
-#: asks for TT_matching_rate (0.4 s) at least. ISO 15118-5 test systems listen, after the
-#: last CM_SLAC_PARM.REQ of a failed attempt, for TT_match_response + 2 x 0.25 s (0.7 s) of
-#: silence and expect the next attempt within TT_matching_rate + 0.25 s after that (by
-#: 1.35 s). The attempt fails TT_match_response after its last REQ; 0.8 s more puts the next
-#: REQ 1.0 s after the last one, in the middle of that window.
-ATTEMPT_PAUSE = enums.TT_MATCHING_RATE + 2 * enums.TT_MATCH_RESPONSE
+#: asks for TT_matching_rate (0.4 s) at least (V2G3-A09-124). ISO 15118-5 test systems
+#: (TC_EVCC_CMN_VTB_CmSlacParm_010) listen, after the last CM_SLAC_PARM.REQ of a failed
+#: attempt, for TT_match_response + 2 x 0.25 s (0.7 s) of silence, then start a timer of
+#: TT_matching_rate + 0.25 s within which the new matching process must come (1.35 s after
+#: the last request), and do not stop that timer when its first request arrives. The
+#: attempt fails TT_match_response after its last REQ; TT_matching_rate + TT_match_response
+#: more puts the next attempt's first REQ 0.8 s after the last one, and its third at 1.2 s:
+#: the whole attempt inside the window.
+ATTEMPT_PAUSE = enums.TT_MATCHING_RATE + enums.TT_MATCH_RESPONSE
 
 #: HomePlug AV security levels a NID may carry (bits 4-5 of its last byte): 0 simple
 #: connect (what every SLAC stack sends), 1 secure. 2 and 3 are reserved.
