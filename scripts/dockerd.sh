@@ -40,11 +40,16 @@ lock() {  # one start or stop at a time (on the data root: it belongs to one eng
     flock 9
 }
 
-pid_alive() {  # the PID in the pidfile, if that process is a dockerd
+running_as() {  # PID NAME: whether process PID runs (not a zombie) and is NAME
+    local stat
+    [ -n "$1" ] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ $stat == "$1 ($2) "[^Z]* ]]
+}
+
+pid_alive() {  # the PID in the pidfile, if that process is a running dockerd
     local pid
-    [ -f "$pidfile" ] || return 1
     pid=$(cat "$pidfile" 2>/dev/null) || return 1
-    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = dockerd ] || return 1
+    running_as "$pid" dockerd || return 1
     echo "$pid"
 }
 
@@ -61,6 +66,39 @@ our_mounts() {  # mount points under the data root or the run directory, deepest
         /proc/self/mountinfo | sort -r
 }
 
+our_processes() {  # the engine's containerd and container shims (named by their socket)
+    pgrep -f -- "$run/exec/containerd/" || true
+}
+
+containerd_pid() {  # the engine's own containerd, if it runs
+    local pid
+    pid=$(cat "$run/exec/containerd/containerd.pid" 2>/dev/null) || return 0
+    if running_as "$pid" containerd; then
+        echo "$pid"
+    fi
+}
+
+end_containerd() {  # dockerd ends it when it stops; not when dockerd was killed
+    local pid=$1 waited=0
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while running_as "$pid" containerd && [ "$waited" -lt 50 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+unmount_ours() {
+    local mnt
+    for mnt in $(our_mounts); do
+        umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+    done
+    if [ -n "$(our_mounts)" ]; then
+        die "mounts left under $root or $run: $(our_mounts | tr '\n' ' ')"
+    fi
+}
+
 start() {
     need_root start
     lock
@@ -74,13 +112,25 @@ start() {
     if pid=$(pid_alive); then
         die "a dockerd (PID $pid) holds $pidfile but does not answer on $sock: $0 stop"
     fi
-    rm -rf "$run"
+    if [ -n "$(our_processes)" ]; then
+        # a killed engine's containerd or container shims still run: the new engine takes
+        # them over (from the run directory, which stays) and stops those containers
+        echo "scripts/dockerd.sh: taking over the containers of an engine that was killed" >&2
+        rm -f "$sock" "$pidfile"
+        # containerd dies with dockerd: a new one then takes the shims over from its state
+        [ -n "$(containerd_pid)" ] || rm -f "$run/exec/containerd/containerd.pid"
+    else
+        # what a killed engine left otherwise: its mounts and its run directory
+        unmount_ours
+        rm -rf "$run"
+    fi
     mkdir -p "$run"
     # directories the engine and its containerd make outside their own roots (plugin
     # discovery, the shims' sockets): those that do not exist now go again at stop
     local dir
     for dir in "${system_dirs[@]}"; do
-        [ -e "$dir" ] || echo "$dir" >>"$run/made-dirs"
+        [ -e "$dir" ] || grep -qxF "$dir" "$run/made-dirs" 2>/dev/null ||
+            echo "$dir" >>"$run/made-dirs"
     done
     # not /etc/docker/daemon.json: only these settings count; the engine's identity key
     # (20.10 writes /etc/docker/key.json by default) goes into the data root
@@ -123,35 +173,31 @@ stop() {
     need_root stop
     [ -d "$root" ] || [ -d "$run" ] || return 0
     lock
-    local pid containerd="" waited=0
-    if [ -f "$run/exec/containerd/containerd.pid" ]; then
-        containerd=$(cat "$run/exec/containerd/containerd.pid" 2>/dev/null || true)
-    fi
+    local pid containerd waited=0
+    containerd=$(containerd_pid)
     if pid=$(pid_alive); then
         kill -TERM "$pid"
         # dockerd stops its containers (their own stop timeout, 10 s) and its containerd
-        while [ -d "/proc/$pid" ] && [ "$waited" -lt 300 ]; do
+        while running_as "$pid" dockerd && [ "$waited" -lt 300 ]; do
             sleep 0.1
             waited=$((waited + 1))
         done
-        if [ -d "/proc/$pid" ]; then
+        if running_as "$pid" dockerd; then
             echo "scripts/dockerd.sh: dockerd (PID $pid) still running after 30 s: killed" >&2
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    if [ -n "$containerd" ] && [ -r "/proc/$containerd/comm" ] &&
-        [ "$(cat "/proc/$containerd/comm")" = containerd ]; then
-        kill -TERM "$containerd" 2>/dev/null || true
-        sleep 1
-        kill -KILL "$containerd" 2>/dev/null || true
-    fi
-    local mnt dir
-    for mnt in $(our_mounts); do
-        umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+    end_containerd "$containerd"
+    local shim child
+    for shim in $(pgrep -f -- "-address $run/exec/containerd/" || true); do
+        # a container that outlived its engine (it was killed): end it, then its shim
+        for child in $(pgrep -P "$shim" || true); do
+            kill -KILL "$child" 2>/dev/null || true
+        done
+        kill -TERM "$shim" 2>/dev/null || true
     done
-    if [ -n "$(our_mounts)" ]; then
-        die "mounts left under $root or $run: $(our_mounts | tr '\n' ' ')"
-    fi
+    local dir
+    unmount_ours
     if [ -f "$run/made-dirs" ]; then
         while IFS= read -r dir; do
             rmdir "$dir" 2>/dev/null || true  # only when empty: nothing of anyone else's

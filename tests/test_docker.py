@@ -504,10 +504,12 @@ def _capabilities(pid: int) -> dict[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def _evse_namespace(env: dict[str, str], image: str, interface: str) -> AsyncIterator[str]:
+async def _evse_namespace(
+    env: dict[str, str], image: str, interface: str
+) -> AsyncIterator[tuple[str, int]]:
     """A container with no network whose namespace gets the test veth end ``interface``:
     the slac container joins it with --network container:NAME. Removed afterwards (with
-    it the namespace and the veth pair)."""
+    it the namespace and the veth pair). Yields its name and its process (for nsenter)."""
     name = unique_name("slacdkns")
     await _adocker(
         env,
@@ -525,15 +527,17 @@ async def _evse_namespace(env: dict[str, str], image: str, interface: str) -> As
         "infinity",
     )
     try:
-        pid = (await _adocker(env, "inspect", "-f", "{{.State.Pid}}", name)).strip()
-        ip("link", "set", interface, "netns", pid)
-        subprocess.run(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "link", "set", interface, "up"],
-            check=True,
-        )
-        yield name
+        pid = int(await _adocker(env, "inspect", "-f", "{{.State.Pid}}", name))
+        ip("link", "set", interface, "netns", str(pid))
+        subprocess.run([*_in_netns(pid), "ip", "link", "set", interface, "up"], check=True)
+        yield name, pid
     finally:
         await _adocker(env, "rm", "-f", name)
+
+
+def _in_netns(pid: int) -> list[str]:
+    """A command prefix: run in the network namespace of process ``pid``."""
+    return ["nsenter", f"--net=/proc/{pid}/ns/net"]
 
 
 def _evse_port(topo: Topology) -> int:
@@ -571,7 +575,7 @@ async def test_docker_run_matches_our_ev_through_the_virtual_powerline_then_stop
         name = unique_name("slacdkrun")
         async with (
             Powerline(medium, topo.modem_interfaces(), topo.plc_netns),
-            _evse_namespace(engine, image, interface) as namespace,
+            _evse_namespace(engine, image, interface) as (namespace, _),
         ):
             process = await asyncio.create_subprocess_exec(
                 "docker",
@@ -681,7 +685,8 @@ class Terminal:
 
 
 def _compose_tool(env: dict[str, str]) -> list[str]:
-    """The compose command `make dev` runs (the Makefile's COMPOSE)."""
+    """The compose command `make dev` and `make run` run (the Makefile's COMPOSE); fails
+    when there is none."""
     rule = "print-compose: ; @echo $(COMPOSE)"
     make = subprocess.run(
         ["make", "--no-print-directory", "-s", "--eval", rule, "print-compose"],
@@ -690,7 +695,52 @@ def _compose_tool(env: dict[str, str]) -> list[str]:
         cwd=ROOT,
         env=env,
     )
-    return make.stdout.split()
+    compose = make.stdout.split()
+    works = bool(compose) and shutil.which(compose[0]) is not None
+    if works:
+        works = subprocess.run([*compose, "version"], capture_output=True, env=env).returncode == 0
+    if not works:
+        pytest.fail(
+            f"no compose tool ({' '.join(compose)}): apt-get install docker-compose, or "
+            "Compose v2 as a docker CLI plugin (.ci/run installs docker-compose)"
+        )
+    return compose
+
+
+async def _compose_down(compose: list[str], override: str, env: dict[str, str]) -> None:
+    down = await asyncio.create_subprocess_exec(
+        *compose,
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        override,
+        "down",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.wait_for(down.wait(), 60)
+
+
+async def _compose_container(
+    env: dict[str, str], project: str, make: Optional[EvseCommand] = None, timeout: float = 600
+) -> str:
+    """The id of the project's running container, once compose started it (``make``: the
+    command that starts it, whose end before that is a failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if make is not None and make.process.returncode is not None:
+            raise AssertionError(f"make exited:\n{make.log_text()}")
+        found = (
+            await _adocker(
+                env, "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"
+            )
+        ).strip()
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no container of {project} within {timeout} s")
 
 
 @needs_engine
@@ -698,18 +748,6 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
     engine: dict[str, str], image: str, base_image: str, tmp_path: Path
 ) -> None:
     compose = _compose_tool(engine)
-    if (
-        not compose
-        or shutil.which(compose[0]) is None
-        or (
-            compose[0] == "docker"
-            and subprocess.run([*compose, "version"], capture_output=True, env=engine).returncode
-        )
-    ):
-        pytest.fail(
-            f"no compose tool ({' '.join(compose)}): apt-get install docker-compose, or "
-            "Compose v2 as a docker CLI plugin (.ci/run installs docker-compose)"
-        )
     networks_before = _docker(engine, "network", "ls", "-q").split()
     links_before = _interfaces()
     project = unique_name("slacdev")
@@ -728,7 +766,7 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
         ]
         async with (
             Powerline(medium, topo.modem_interfaces(), topo.plc_netns),
-            _evse_namespace(engine, image, interface) as namespace,
+            _evse_namespace(engine, image, interface) as (namespace, _),
         ):
             up_started = time.monotonic()
             make = await asyncio.create_subprocess_exec(
@@ -746,19 +784,8 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
             )
             up = ComposeUp(make)
             terminal: Optional[Terminal] = None
-            container = ""
             try:
-                while not container:
-                    if make.returncode is not None:
-                        raise AssertionError(f"make dev exited:\n{up.log_text()}")
-                    container = _docker(
-                        engine,
-                        "ps",
-                        "-q",
-                        "--filter",
-                        f"label=com.docker.compose.project={project}",
-                    ).strip()
-                    await asyncio.sleep(0.2)
+                container = await _compose_container(engine, project, up)
                 FIGURES["make_dev_up_s"] = round(time.monotonic() - up_started, 1)
                 await up.wait_state(evse_id, "unmatched", timeout=60)  # after the settle pause
                 ready = time.time()
@@ -795,6 +822,8 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
                 assert inspect["HostConfig"]["CapDrop"] == ["ALL"]
                 caps = _capabilities(int(inspect["State"]["Pid"]))
                 assert caps["CapEff"] == caps["CapBnd"] == CAP_NET_RAW, caps
+                assert inspect["HostConfig"]["ReadonlyRootfs"] is True
+                assert inspect["HostConfig"]["SecurityOpt"] == ["no-new-privileges:true"]
                 assert inspect["Config"]["Env"].count("LOG_LEVEL=DEBUG") == 1  # .env.dev.docker
 
                 # Ctrl-C on `make dev`: compose stops the container (SIGTERM, 10 s)
@@ -814,19 +843,9 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
                 if make.returncode is None:
                     os.killpg(make.pid, signal.SIGKILL)
                 await up.kill()
-                down = await asyncio.create_subprocess_exec(
-                    *compose,
-                    "-f",
-                    "docker-compose.yml",
-                    "-f",
-                    "docker-compose.dev.yml",
-                    "down",
-                    cwd=ROOT,
-                    env={**engine, "COMPOSE_PROJECT_NAME": project},
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
+                await _compose_down(
+                    compose, "docker-compose.dev.yml", {**engine, "COMPOSE_PROJECT_NAME": project}
                 )
-                await asyncio.wait_for(down.wait(), 60)
     # the dev override's capture: the match's frames, in the folder given
     assert (pcap_dir / "slac.pcap").stat().st_size > 1000
     # compose made no network (the service uses another container's), no bridge, no veth
@@ -835,3 +854,197 @@ async def test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_at
     assert not _docker(
         engine, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
     ).strip()
+
+
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
+
+
+@contextlib.asynccontextmanager
+async def _broker_in(pid: int, directory: Path) -> AsyncIterator[None]:
+    """Mosquitto on 127.0.0.1:1883 in the network namespace of process ``pid``: the
+    `localhost` of a container in that namespace (.env.prod.docker's CP_SOURCE)."""
+    if MOSQUITTO is None or shutil.which("mosquitto_pub") is None:
+        pytest.skip(
+            "mosquitto and its clients are not installed (Debian packages mosquitto, "
+            "mosquitto-clients; .ci/run installs them)"
+        )
+    conf = directory / "mosquitto.conf"
+    conf.write_text("listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = await asyncio.create_subprocess_exec(
+        *_in_netns(pid),
+        MOSQUITTO,
+        "-c",
+        str(conf),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        probe = "import socket; socket.create_connection(('127.0.0.1', 1883), 1)"
+        for _ in range(50):
+            check = await asyncio.create_subprocess_exec(
+                *_in_netns(pid), sys.executable, "-c", probe, stderr=asyncio.subprocess.DEVNULL
+            )
+            if await check.wait() == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("mosquitto did not listen within 5 s")
+        yield
+    finally:
+        broker.terminate()
+        await broker.wait()
+
+
+class Subscription:
+    """mosquitto_sub on the service's state topics: every report, as the JSON it carries."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.states: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            _topic, _, payload = raw.decode().strip().partition(" ")
+            with contextlib.suppress(json.JSONDecodeError):
+                self.states.append(json.loads(payload))
+            self._changed.set()
+
+    async def wait(self, evse_id: str, state: str, timeout: float) -> dict[str, Any]:
+        async def wait() -> dict[str, Any]:
+            while True:
+                for report in self.states:
+                    if report.get("evse_id") == evse_id and report.get("state") == state:
+                        return report
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no {state} within {timeout} s: {self.states}") from None
+
+    async def close(self) -> None:
+        self.process.terminate()
+        await self.process.wait()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+@needs_engine
+async def test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match(
+    engine: dict[str, str], image: str, base_image: str, tmp_path: Path
+) -> None:
+    """`make run`: the production settings (.env.prod.docker: CP over MQTT on localhost,
+    JSON logs), detached, restarted unless stopped; stopped as an operator would."""
+    compose = _compose_tool(engine)
+    project = unique_name("slacprod")
+    env = {**_build_env(engine), "COMPOSE_PROJECT_NAME": project}
+    with Topology(evs=1, evses=1) as topo:
+        medium = topo.medium(attenuation=20.0, jitter=0.0, seed=7)
+        interface = topo.evse_interfaces[0]
+        (evse_id,) = station_file(tmp_path / "station.json", [interface])
+        async with (
+            Powerline(medium, topo.modem_interfaces(), topo.plc_netns),
+            _evse_namespace(engine, image, interface) as (namespace, pid),
+            _broker_in(pid, tmp_path),
+        ):
+            sub = Subscription(
+                await asyncio.create_subprocess_exec(
+                    *_in_netns(pid),
+                    "mosquitto_sub",
+                    "-h",
+                    "127.0.0.1",
+                    "-t",
+                    "slac/+/slac",
+                    "-v",
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+            try:
+                make = await asyncio.create_subprocess_exec(
+                    "make",
+                    "--no-print-directory",
+                    "run",
+                    f"BASE_IMAGE={base_image}",
+                    f"IMAGE={IMAGE}",
+                    f"CS_CONFIG={tmp_path / 'station.json'}",
+                    f"NETWORK=container:{namespace}",
+                    cwd=ROOT,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                output, _ = await asyncio.wait_for(make.communicate(), 600)
+                assert make.returncode == 0, output.decode()[-3000:]  # detached: it returns
+                container = await _compose_container(engine, project, timeout=30)
+                await sub.wait(evse_id, "unmatched", timeout=60)
+                publish = await asyncio.create_subprocess_exec(
+                    *_in_netns(pid),
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-t",
+                    f"slac/{evse_id}/cp_state",
+                    "-m",
+                    "B",
+                )
+                assert await publish.wait() == 0
+                await asyncio.sleep(0.3)
+                result = await _match_our_ev(topo)
+                matched = await sub.wait(evse_id, "matched", timeout=15)
+                assert matched["run_id"] == result.run_id.hex()
+                FIGURES["make_run_start_to_matched_s"] = round(
+                    time.time() - _started_at(engine, container), 2
+                )
+
+                inspect = json.loads(await _adocker(engine, "inspect", container))[0]
+                assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+                assert inspect["HostConfig"]["LogConfig"]["Config"] == {
+                    "max-file": "5",
+                    "max-size": "10m",
+                }
+                assert inspect["HostConfig"]["CapAdd"] == ["NET_RAW"]
+                logs = await asyncio.create_subprocess_exec(
+                    "docker",
+                    "logs",
+                    container,
+                    env=engine,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                _, err = await logs.communicate()
+                records = [
+                    json.loads(line) for line in err.decode().splitlines() if line[:1] == "{"
+                ]
+                assert any("matched in" in r["message"] for r in records), err.decode()[-2000:]
+
+                # the operator stops it: compose stop (SIGTERM, 10 s); a fresh key, exit 0
+                modem = medium.modems[_evse_port(topo)]
+                keys_before = modem.keys_set
+                stop = await asyncio.create_subprocess_exec(
+                    *compose,
+                    "-f",
+                    "docker-compose.yml",
+                    "-f",
+                    "docker-compose.prod.yml",
+                    "stop",
+                    cwd=ROOT,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                stop_started = time.monotonic()
+                assert await asyncio.wait_for(stop.wait(), 30) == 0
+                FIGURES["make_run_stop_s"] = round(time.monotonic() - stop_started, 2)
+                assert await _wait_exited(engine, container, 5) == 0
+                assert FIGURES["make_run_stop_s"] < 10
+                assert modem.keys_set == keys_before + 1 and modem.nmk != result.nmk
+            finally:
+                await sub.close()
+                await _compose_down(compose, "docker-compose.prod.yml", env)
