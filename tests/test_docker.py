@@ -83,6 +83,10 @@ def _why_no_engine() -> str:
     return ""
 
 
+#: one worker runs them all under `pytest -n N --dist loadgroup` (under other modes the
+#: engine fixture's lock takes them one worker at a time)
+pytestmark = pytest.mark.xdist_group("docker")
+
 WHY_NO_ENGINE = _why_no_engine()
 needs_engine = pytest.mark.skipif(bool(WHY_NO_ENGINE), reason=WHY_NO_ENGINE)
 
