@@ -54,16 +54,31 @@ powerline: $(STAMP) ## Run a virtual powerline with 1 EV and 1 EVSE host until C
 run-ev-slac: $(STAMP) ## EV simulator (scapy) on EV_IFACE (default eth0), EV_MODE direct|powerline
 	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE) $(EV_ARGS)
 
+# Docker (README: "Docker"). BASE_IMAGE: the base of both stages (empty: the Dockerfile's,
+# the official Python image; slac-base:bookworm from scripts/docker-base.sh where Docker Hub
+# cannot be reached). The host pip's index settings go to the build stage as build
+# arguments (scripts/host-pip-env.sh). Builds use the host's network. COMPOSE: Compose v2
+# (`docker compose`) where the docker command has it, else docker-compose.
 IMAGE ?= slac
-COMPOSE ?= docker compose
-build: ## Build the Docker image (multi-stage, Poetry 2; needs a Docker engine)
-	docker build -t $(IMAGE) .
+BASE_IMAGE ?=
+NETWORK ?= host
+PCAP_DIR ?= pcap
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+PIP_BUILD_ARGS := PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST
+COMPOSE_ENV = SLAC_DOCKER_IMAGE=$(IMAGE) SLAC_DOCKER_CONFIG=$(abspath $(CS_CONFIG)) \
+	SLAC_DOCKER_NETWORK=$(NETWORK) SLAC_DOCKER_PCAP=$(abspath $(PCAP_DIR)) \
+	$(if $(BASE_IMAGE),BASE_IMAGE=$(BASE_IMAGE))
+build: ## Build the Docker image IMAGE (multi-stage, Poetry 2; BASE_IMAGE: its base)
+	scripts/host-pip-env.sh docker build --network=host $(addprefix --build-arg ,$(PIP_BUILD_ARGS)) \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE) .
 
-dev: ## Run the image: .env.dev.docker, CP typed on stdin (docker attach), pcap in ./pcap
-	$(COMPOSE) -f docker-compose.yml -f docker-compose.dev.yml up --build
+dev: ## Build and run the image: .env.dev.docker, CP typed on stdin (docker attach), pcap in ./pcap
+	scripts/host-pip-env.sh env $(COMPOSE_ENV) \
+		$(COMPOSE) -f docker-compose.yml -f docker-compose.dev.yml up --build
 
-run: ## Run the image detached: .env.prod.docker (CP over MQTT, JSON logs), restarts
-	$(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml up --build -d
+run: ## Build and run the image detached: .env.prod.docker (CP over MQTT, JSON logs), restarts
+	scripts/host-pip-env.sh env $(COMPOSE_ENV) \
+		$(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml up --build -d
 
 evse: $(STAMP) ## `slac evse`: every EVSE of cs_configuration.json, CP typed on stdin (root)
 	$(VENV)/bin/slac evse --config $(CS_CONFIG) --env $(ENV_LOCAL) $(EVSE_ARGS)

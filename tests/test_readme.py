@@ -101,20 +101,37 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/test_examples.py::test_multiple_sessions_example_matches_every_evse",
         '"run-local-sudo-multiple"',
     ),
-    # No Docker engine runs here: `make -n` shows the exact command, hadolint checks the
-    # Dockerfile, and the production install the image runs is itself tested.
-    "make build": (
-        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
-        '"build"',
-    ),
+    # Docker, for real (tests/test_docker.py): the engine, the base, the image, and the
+    # container matching our EV through docker run, make dev and make run
+    "make build": ("tests/test_docker.py::image", '"build"'),
     "make dev": (
-        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
+        "tests/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
         '"dev"',
     ),
     "make run": (
-        "tests/test_packaging.py::test_docker_targets_run_the_documented_commands",
+        "tests/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
         '"run"',
     ),
+    "make build BASE_IMAGE=slac-base:bookworm": ("tests/test_docker.py::image", "BASE_IMAGE="),
+    "make dev BASE_IMAGE=slac-base:bookworm": (
+        "tests/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
+        "BASE_IMAGE=",
+    ),
+    "make run BASE_IMAGE=slac-base:bookworm": (
+        "tests/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
+        "BASE_IMAGE=",
+    ),
+    'docker run -i --rm --network host --cap-drop ALL --cap-add NET_RAW --read-only -v "$PWD/cs_configuration.json:/app/cs_configuration.json:ro" slac': (  # noqa: E501
+        "tests/test_docker.py::test_docker_run_matches_our_ev_through_the_virtual_powerline_then_stops_on_sigterm",
+        '"--read-only"',
+    ),
+    "scripts/dockerd.sh start": ("tests/test_docker.py::engine", '[DOCKERD, "start"]'),
+    "scripts/dockerd.sh stop": ("tests/test_docker.py::engine", '[DOCKERD, "stop"]'),
+    "export DOCKER_HOST=unix:///run/slac-dockerd/docker.sock": (
+        "tests/test_docker.py::test_dockerd_starts_answers_and_stops_leaving_nothing_behind",
+        'f"unix://{run}/docker.sock"',
+    ),
+    "scripts/docker-base.sh": ("tests/test_docker.py::base_image", "[DOCKER_BASE, DEFAULT_BASE]"),
     "make bench": (
         "tests/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
         '"bench"',
