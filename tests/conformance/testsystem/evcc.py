@@ -287,8 +287,9 @@ class EvccTester:
         """Count the EV's CM_SLAC_PARM.REQ (each answered with ``answer()`` when given):
         repeated within TT_match_sequence up to C_EV_match_retry times, then silent for
         TT_match_response + 2 x the transmission delay. With ``repetition``
-        (TT_matching_repetition) new matching processes must follow within TT_matching_rate
-        (+ the transmission delay) while it runs, and none after."""
+        (TT_matching_repetition) new matching processes must follow while it runs, each
+        within TT_matching_rate (+ the transmission delay) of the end of the silence before
+        it, and none after it."""
         template = tpl.expect_parm_req()
         count = 0
         sequence: Optional[Timer] = None
@@ -306,15 +307,16 @@ class EvccTester:
                     )
                 self.verdict.fail(
                     "TP_matching_rate timeout. SUT did not start a new matching process "
-                    f"(within {self.pixit.TTMatchingRate + T.CMN_Transmission_Delay:g} s of the "
-                    "end of the silence after attempt "
-                    f"{attempts - 1}, while TT_matching_repetition runs)."
+                    f"(attempt {attempts}: {count} of {T.C_EV_match_retry + 1} CM_SLAC_PARM.REQ "
+                    f"within {self.pixit.TTMatchingRate + T.CMN_Transmission_Delay:g} s of the "
+                    "end of the silence after the last attempt, while TT_matching_repetition "
+                    "runs)."
                 )
             if template.matches(got):
                 assert isinstance(got.message, SlacParmReq)
-                if rate is not None:
-                    rate.stop()  # the next matching process started in time
-                    rate = None
+                # tc_TP_matching_rate is not stopped by the next process's first REQ (the
+                # catalogue never stops it): that process runs while it runs, and its last REQ
+                # too must come before it expires (then the silence phase takes over)
                 self.run_id = got.message.run_id
                 last_at = got.at
                 if count > 0:

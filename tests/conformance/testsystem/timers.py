@@ -76,8 +76,8 @@ class SeccPixit:
     #: PIXIT_SECC_CMN_ArchitectureValidationNotRequired: True when the EVSE answers
     #: CM_VALIDATE.REQ with "not required" (TC_SECC_CMN_VTB_CmValidate_012), False when it
     #: answers "failure" (TC_SECC_CMN_VTB_CmValidate_010). Declared from the EVSE's
-    #: behaviour: main answers "failure" (slac/fsm/evse.py, _on_validate).
-    ArchitectureValidationNotRequired: bool = False
+    #: behaviour (slac/fsm/evse.py, _on_validate: "not required", V2G3-A09-72).
+    ArchitectureValidationNotRequired: bool = True
     #: PIXIT_CMN_CMN_CmAmpMap: the EVSE answers CM_AMP_MAP.REQ
     CmAmpMap: bool = True
     #: whether the EVSE itself sends CM_AMP_MAP.REQ after the match (it does not)
