@@ -19,6 +19,7 @@ from slac import Config, SlacEvseSession, SlacSessionController
 from slac.netns import Netns, VethPair
 from slac.powerline import Powerline, Topology
 
+from .conformance.testsystem.common import NETNS_PREFIX
 from .conftest import ROOT, needs_root
 
 pytestmark = needs_root
@@ -27,8 +28,11 @@ SIM = str(ROOT / "examples" / "ev_slac_scapy.py")
 
 
 def namespaces() -> set[str]:
+    """The machine's network namespaces, but for those of the conformance suites (`make
+    tests` runs them beside this suite)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {name for name in names if not name.startswith(NETNS_PREFIX)}
 
 
 async def test_scapy_ev_shares_the_evses_own_interface_with_another_mac() -> None:

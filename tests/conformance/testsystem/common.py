@@ -8,6 +8,17 @@ import logging
 import time
 from typing import Optional
 
+from slac.netns import Netns, unique_name
+
+#: Names of the suites' network namespaces begin with this (slac.netns.unique_name): tests
+#: that count the machine's namespaces while the suites run beside them leave these out.
+NETNS_PREFIX = "slaccf"
+
+
+def new_netns() -> Netns:
+    """A network namespace of the conformance suites, created."""
+    return Netns(unique_name(NETNS_PREFIX)).create()
+
 
 class Timer:
     """A running timer of the test system (the catalogue's ``tc_...->start(d)``).

@@ -48,7 +48,7 @@ from slac.netns import Netns, VethPair
 from slac.utils import MacAddress
 
 from . import templates as tpl
-from .common import Timer, earliest
+from .common import Timer, earliest, new_netns
 from .port import Port, Received, Station
 from .timers import EVCC_PIXIT, EvccPixit, T
 from .verdict import FAIL, INCONC, Vct, Verdict
@@ -161,8 +161,8 @@ class EvccTester:
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> EvccTester:
-        self.sut_ns = Netns().create()
-        self.tester_ns = Netns().create()
+        self.sut_ns = new_netns()
+        self.tester_ns = new_netns()
         self.pair = VethPair(
             netns_a=self.sut_ns,
             netns_b=self.tester_ns,

@@ -48,7 +48,7 @@ from slac.session import MatchResult, SlacEvseSession, SlacSessionController
 from slac.utils import MacAddress
 
 from . import templates as tpl
-from .common import LogTail, Timer, earliest
+from .common import LogTail, Timer, earliest, new_netns
 from .port import BROADCAST, Port, Received, Station
 from .timers import SECC_PIXIT, SeccPixit, T
 from .verdict import FAIL, INCONC, Vct, Verdict
@@ -128,7 +128,7 @@ class SeccTester:
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> SeccTester:
-        self.netns = Netns().create()
+        self.netns = new_netns()
         self.pair = VethPair(netns_b=self.netns, mac_b=str(EV_MAC)).create()
         self.port = await Port(self.netns, self.pair.name_b).start()
         self.ev = self.port.station(EV_MAC, "EV")
