@@ -7,7 +7,7 @@ CS_CONFIG ?= cs_configuration.json
 BENCH_OUT ?= benchmarks/results
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests lint bench demo run-ev-slac powerline build dev run evse \
+.PHONY: help install-local lock tests conformance lint bench demo run-ev-slac powerline build dev run evse \
         run-local-single \
         run-local-multiple run-local-sudo-single run-local-sudo-multiple
 EV_IFACE ?= eth0
@@ -30,8 +30,19 @@ install-local: ## Install the locked dependencies and slac into .venv (Poetry ex
 lock: ## Re-create poetry.lock (works where the index serves only pip's simple API)
 	./scripts/poetry.sh --version >/dev/null && .tools/poetry/bin/python scripts/lock.py
 
-tests: $(STAMP) ## Run the whole test suite (integration tests need root)
-	$(PY) -m pytest -ra
+# `make tests` runs the suite and, beside it, the conformance suites (their cases mostly wait
+# on the standard's timers): their output follows the suite's; either failing fails it.
+CONFORMANCE_WORKERS ?= 12
+CONFORMANCE_LOG ?= $(VENV)/conformance.log
+tests: $(STAMP) ## The whole test suite, the conformance suites beside it (root for most)
+	@$(MAKE) --no-print-directory conformance > $(CONFORMANCE_LOG) 2>&1 & conformance=$$!; \
+	$(PY) -m pytest -ra --ignore=tests/conformance; suite=$$?; \
+	echo "== conformance suites (make conformance), log $(CONFORMANCE_LOG)"; \
+	wait $$conformance; status=$$?; cat $(CONFORMANCE_LOG); \
+	[ $$suite -eq 0 ] && [ $$status -eq 0 ]
+
+conformance: $(STAMP) ## ISO 15118-5 SLAC cases, SECC and EVCC, in parallel (root; about 11 min)
+	$(PY) -m pytest -ra -n $(CONFORMANCE_WORKERS) --maxschedchunk=1 tests/conformance
 
 lint: $(STAMP) ## ruff, mypy (strict) and hadolint (Dockerfile)
 	$(VENV)/bin/hadolint Dockerfile

@@ -18,6 +18,8 @@ COVERAGE: dict[str, tuple[str, str]] = {
         '"demo"',
     ),
     "make tests": (".ci/run", "make tests"),
+    # .ci/run's `make tests` runs it beside the suite
+    "make conformance": ("Makefile", "$(MAKE) --no-print-directory conformance"),
     "make install-local": (".ci/run", "make install-local"),
     "make lint": (".ci/run", "make lint"),
     "sudo .venv/bin/slac evse --config cs_configuration.json": (

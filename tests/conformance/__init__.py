@@ -1,0 +1,1 @@
+"""The project's ISO 15118-5 SLAC conformance suites (SECC and EVCC)."""
