@@ -47,6 +47,7 @@ class ModemHost:
         self.on_modem_answer = on_modem_answer
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_deadline: Optional[float] = None
+        self._timer_callback: Optional[Callable[[], None]] = None
         #: the machine of a running :meth:`set_modem_key` call, and how to pump it
         self._helper: Optional[tuple[ModemMachine, FrameHandler]] = None
         #: Called with (frame bytes, loop time, sent?) for every frame in and out.
@@ -96,6 +97,11 @@ class ModemHost:
         except DecodeError as exc:
             self.log.debug("undecodable frame ignored: %s", exc)
             return
+        if self._timer_deadline is not None and now >= self._timer_deadline:
+            # The machine's deadline came before this frame did (the loop reads the socket
+            # before it runs due timers): what the deadline ends must end first, or a frame
+            # that arrived too late would count as if it had been in time.
+            self._fire_now()
         if isinstance(frame.message, MODEM_ANSWERS):
             if self._helper is not None:
                 self._helper[1](frame, now)
@@ -114,19 +120,22 @@ class ModemHost:
             return
         self.cancel_timer()
         if deadline is not None and self.loop is not None:
-            self._timer = self.loop.call_at(deadline, self._fire, callback)
+            self._timer = self.loop.call_at(deadline, self._fire_now)
             self._timer_deadline = deadline
+            self._timer_callback = callback
 
-    def _fire(self, callback: Callable[[], None]) -> None:
-        self._timer = None
-        self._timer_deadline = None
-        callback()
+    def _fire_now(self) -> None:
+        callback = self._timer_callback
+        self.cancel_timer()
+        if callback is not None:
+            callback()
 
     def cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = None
         self._timer_deadline = None
+        self._timer_callback = None
 
     # --- a request to the local modem, for drivers without a ModemMachine -------------------
 
