@@ -134,7 +134,7 @@ def _ev(args: argparse.Namespace) -> int:
         session = SlacEvSession(
             args.iface,
             config,
-            EvConfig(atten_limit=args.atten_limit),
+            EvConfig(atten_limit=args.atten_limit, choice=args.choice),
             sudo_hint="`sudo slac ev ...`",
         )
         try:
@@ -249,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=40.0,
         help="highest average attenuation accepted (dB, 40)",
+    )
+    ev.add_argument(
+        "--choice",
+        choices=("lowest", "first"),
+        default="lowest",
+        help="lowest: wait for every EVSE, take the lowest attenuation (ISO 15118-3, "
+        "default); first: take the first under the limit at once (a naive car, for "
+        "simulations)",
     )
     ev.set_defaults(func=_ev)
 

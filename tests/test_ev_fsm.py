@@ -6,6 +6,7 @@ from typing import Optional
 
 import pytest
 
+from slac.errors import ConfigError
 from slac.fsm.ev import (
     EvAttemptFailed,
     EvConfig,
@@ -171,3 +172,49 @@ def test_answers_with_a_foreign_run_id_or_from_another_evse_are_ignored() -> Non
         EVSES[1],
     )
     assert h.m.state is EvState.MATCH
+
+
+def test_choice_lowest_waits_for_every_evse_and_takes_the_lowest() -> None:
+    h = EvHarness(EvConfig(choice="lowest"))
+    for evse in EVSES:
+        h.parm_cnf(evse)
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 30)  # under the limit, but others have not reported yet
+    assert h.of(SlacMatchReq) == []
+    h.atten_char(EVSES[1], 20)
+    h.atten_char(EVSES[2], 25)
+    chosen = [e for e in h.events if isinstance(e, EvseChosen)]
+    assert [c.evse_mac for c in chosen] == [EVSES[1]]
+    assert h.of(SlacMatchReq)[0][1].dst == EVSES[1]
+
+
+def test_choice_first_takes_the_first_indication_under_the_limit_at_once() -> None:
+    h = EvHarness(EvConfig(choice="first", atten_limit=40))
+    for evse in EVSES:
+        h.parm_cnf(evse)
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 50)  # above the limit: acknowledged, not chosen
+    assert h.of(SlacMatchReq) == []
+    h.atten_char(EVSES[1], 30)  # first under the limit: chosen without waiting for EVSES[2]
+    chosen = [e for e in h.events if isinstance(e, EvseChosen)]
+    assert [c.evse_mac for c in chosen] == [EVSES[1]]
+    assert "first" in chosen[0].reason
+    assert [o.dst for _, o in h.of(SlacMatchReq)] == [EVSES[1]]
+    h.atten_char(EVSES[2], 10)  # lower, but too late for a naive EV
+    assert [o.dst for _, o in h.of(SlacMatchReq)] == [EVSES[1]]
+
+
+def test_choice_first_with_none_under_the_limit_fails_the_attempt() -> None:
+    h = EvHarness(EvConfig(choice="first", atten_limit=40, attempts=1))
+    h.parm_cnf(EVSES[0])
+    h.advance(0.5)
+    h.atten_char(EVSES[0], 55)
+    assert isinstance(h.events[-1], EvMatchingFailed)
+    assert "above the attenuation limit" in h.events[-1].reason
+
+
+def test_choice_must_be_lowest_or_first() -> None:
+    with pytest.raises(
+        ConfigError, match="EvConfig.choice: 'best' is not one of 'lowest', 'first'"
+    ):
+        EvConfig(choice="best")

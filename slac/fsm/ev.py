@@ -15,7 +15,9 @@ One attempt:
 3. RESULTS: every CM_ATTEN_CHAR.IND with this RunID is answered with CM_ATTEN_CHAR.RSP and
    kept, until TT_EV_atten_results ends, or sooner once every EVSE that confirmed the
    parameters has sent its results.
-4. The EVSE with the lowest average attenuation under ``atten_limit`` is chosen.
+4. The EVSE with the lowest average attenuation under ``atten_limit`` is chosen
+   (``choice="lowest"``, the default). ``choice="first"`` plays a naive EV instead: the first
+   CM_ATTEN_CHAR.IND under the limit is chosen at once, without waiting for the others.
 5. MATCH: CM_SLAC_MATCH.REQ to it, resent every TT_match_response up to C_EV_match_retry
    times; CM_SLAC_MATCH.CNF gives the NID and NMK to set in the EV's modem.
 
@@ -32,6 +34,7 @@ from enum import Enum
 from typing import Callable, Optional, Union
 
 from slac import enums
+from slac.errors import ConfigError
 from slac.fsm.events import Outgoing
 from slac.messages import (
     AttenCharInd,
@@ -66,6 +69,26 @@ class EvConfig:
     atten_limit: float = 40.0
     attempts: int = enums.C_CONN_MAX_MATCH
     matching_rate: float = enums.TT_MATCHING_RATE
+    #: How the EVSE is chosen among those that sent CM_ATTEN_CHAR.IND:
+    #: ``"lowest"`` (ISO 15118-3): wait for every EVSE that confirmed (or TT_EV_atten_results),
+    #: then the lowest average attenuation under ``atten_limit``.
+    #: ``"first"``: the first indication under ``atten_limit`` is chosen at once, without
+    #: waiting for the others. This is how naive EVs behave (Qualcomm's ``pev``, EVerest's EV
+    #: state machine, pyPLC); it is meant for simulations of such cars, not for a real vehicle.
+    choice: str = "lowest"
+
+    def __post_init__(self) -> None:
+        if self.choice not in CHOICES:
+            raise ConfigError(
+                {
+                    "EvConfig.choice": f"{self.choice!r} is not one of "
+                    + ", ".join(repr(c) for c in CHOICES)
+                }
+            )
+
+
+#: The values of :attr:`EvConfig.choice`.
+CHOICES = ("lowest", "first")
 
 
 class EvState(Enum):
@@ -141,6 +164,7 @@ class EvMatcher:
         self.attempt = 0
         self.run_id = bytes(8)
         self.candidates: dict[bytes, EvseCandidate] = {}
+        self._reported: list[EvseCandidate] = []  # in the order the indications came
         self.chosen: Optional[EvseChosen] = None
         self.result: Optional[EvMatched] = None
         self._deadline: Optional[float] = None
@@ -216,6 +240,7 @@ class EvMatcher:
         self.attempt += 1
         self.run_id = self._run_id_source()
         self.candidates = {}
+        self._reported = []
         self.chosen = None
         self.state = EvState.PARM
         self._sends_left = 1 + self.config.match_retries
@@ -258,7 +283,7 @@ class EvMatcher:
         else:
             self.state = EvState.RESULTS
             self._deadline = max(self._results_deadline, now)
-            if self._all_reported():
+            if self._all_reported() or self._first_under_limit() is not None:
                 self._choose(now)
 
     def _on_atten_char(self, frame: Frame, ind: AttenCharInd, now: float) -> None:
@@ -275,24 +300,49 @@ class EvMatcher:
         if self.state is EvState.MATCH or not ind.aag:
             return
         average = sum(ind.aag) / len(ind.aag)
-        self.candidates[bytes(frame.src)] = EvseCandidate(frame.src, average, ind)
+        candidate = EvseCandidate(frame.src, average, ind)
+        self.candidates[bytes(frame.src)] = candidate
+        self._reported.append(candidate)
         self.log.info(
             "CM_ATTEN_CHAR.IND from EVSE %s: %d sounds, average %.1f dB",
             frame.src,
             ind.num_sounds,
             average,
         )
-        if self.state is EvState.RESULTS and self._all_reported():
+        if self.state is not EvState.RESULTS:
+            return  # still sounding: the choice waits for the last sound
+        if self._all_reported() or (
+            self.config.choice == "first" and average <= self.config.atten_limit
+        ):
             self._choose(now)
 
     def _all_reported(self) -> bool:
         """Every EVSE that confirmed the parameters sent its results: no need to wait on."""
         return all(c.average is not None for c in self.candidates.values())
 
+    def _first_under_limit(self) -> Optional[EvseCandidate]:
+        """With ``choice="first"``: the first EVSE that reported under the limit."""
+        if self.config.choice != "first":
+            return None
+        for candidate in self._reported:
+            if candidate.average is not None and candidate.average <= self.config.atten_limit:
+                return candidate
+        return None
+
     def _choose(self, now: float) -> None:
         measured = [c for c in self.candidates.values() if c.average is not None]
         if not measured:
             self._attempt_failed(now, "no CM_ATTEN_CHAR.IND within TT_EV_atten_results")
+            return
+        first = self._first_under_limit()
+        if first is not None:
+            assert first.average is not None
+            self._chosen(
+                now,
+                first,
+                f"first CM_ATTEN_CHAR.IND under the {self.config.atten_limit:g} dB limit "
+                f"(choice 'first'): {first.mac} {first.average:.1f} dB",
+            )
             return
         best = min(measured, key=lambda c: c.average if c.average is not None else 0.0)
         assert best.average is not None
@@ -310,6 +360,10 @@ class EvMatcher:
             f"lowest average attenuation of {len(measured)} EVSE(s) under the "
             f"{self.config.atten_limit:g} dB limit: {summary}"
         )
+        self._chosen(now, best, reason)
+
+    def _chosen(self, now: float, best: EvseCandidate, reason: str) -> None:
+        assert best.average is not None
         self.chosen = EvseChosen(best.mac, best.average, reason)
         self._events.append(self.chosen)
         self.log.info("chose EVSE %s: %s", best.mac, reason)
