@@ -60,7 +60,7 @@ from slac.enums import (
 )
 from slac.environment import Config
 from slac.errors import DecodeError
-from slac.fsm.ev import EvConfig, EvEvent, EvMatched, EvMatcher, EvMatchingFailed
+from slac.fsm.ev import CHOICES, EvConfig, EvEvent, EvMatched, EvMatcher, EvMatchingFailed
 from slac.fsm.events import Event, Matched, MatchingFailed
 from slac.fsm.evse import EvseMatcher
 from slac.messages import (
@@ -82,8 +82,6 @@ else:
 logger = logging.getLogger(__name__)
 
 LOCAL = MacAddress(PLC_LOCAL_MAC)
-#: EV kinds: compare every CM_ATTEN_CHAR.IND (ISO 15118-3), or take the first under the limit
-CHOICES = ("all", "first")
 #: RunID habits: a fresh random RunID per attempt, or one RunID for every attempt
 RUN_ID_HABITS = ("fresh", "ioniq", "tesla")
 TESLA_RUN_ID = b"TESLA EV"
@@ -93,7 +91,7 @@ class SimulationError(RuntimeError):
     """The simulation itself went wrong (a machine that never moves its timer, a runaway)."""
 
 
-# --- what the car park is made of ---------------------------------------------------------------
+# --- what the car park is made of --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -102,9 +100,10 @@ class CarSpec:
 
     #: unique within a car park; empty: "car<n>"
     name: str = ""
-    #: "all": the lowest average of every CM_ATTEN_CHAR.IND (ISO 15118-3); "first": the first
-    #: one under ``atten_limit`` (Qualcomm's pev, EVerest's EV, pyPLC)
-    choice: str = "all"
+    #: the EV kind (:attr:`slac.fsm.ev.EvConfig.choice`): "lowest", the lowest average of every
+    #: CM_ATTEN_CHAR.IND (ISO 15118-3); "first", the first one under ``atten_limit`` (a naive
+    #: car: Qualcomm's pev, EVerest's EV, pyPLC)
+    choice: str = "lowest"
     #: "fresh": a random RunID per attempt; "ioniq": its MAC + 0000 on every attempt;
     #: "tesla": "TESLA EV" on every attempt
     run_ids: str = "fresh"
@@ -192,8 +191,11 @@ class PlugIn:
     own_db: Optional[float]
     arrived_at: float
     plugged_at: float
-    #: the car could match its own EVSE: it compares every CM_ATTEN_CHAR.IND, does SLAC,
-    #: starts within TT_EVSE_SLAC_init, and its own cable is under its limit
+    #: the car could match its own EVSE: it does SLAC, its first CM_SLAC_PARM.REQ comes
+    #: within TT_EVSE_SLAC_init of 5 % PWM, and its own cable is under its attenuation limit.
+    #: Loss of a few % costs retries, not the match (C_conn_max_match attempts on both sides);
+    #: a naive car's request to a neighbour's EVSE must be left unanswered there, so it
+    #: tries again, and its own EVSE is still waiting for it.
     could_match: bool = False
     #: the EVSE started matching (5 % PWM)
     pwm_at: Optional[float] = None
@@ -316,7 +318,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> Optional[float]:
     return sorted_values[rank - 1]
 
 
-# --- the hosts ------------------------------------------------------------------------------------
+# --- the hosts ---------------------------------------------------------------------------------
 
 
 class _SimLog(_LogBase):
@@ -427,7 +429,7 @@ class _Evse(_Host):
         """No car here, and the last one has driven off (the car park's turnover time)."""
         return self.car is None and now >= self._free_at
 
-    # --- machine plumbing ---------------------------------------------------------------------
+    # --- machine plumbing ----------------------------------------------------------------------
 
     def _deadline(self) -> Optional[float]:
         return self.matcher.deadline
@@ -471,7 +473,7 @@ class _Evse(_Host):
         if plug_in is not None:
             self.park._progress(plug_in)
 
-    # --- the control pilot, as the controller feeds it ----------------------------------------
+    # --- the control pilot, as the controller feeds it -----------------------------------------
 
     def plug(self, car: _Car, plug_in: PlugIn) -> None:
         now = self.park.now
@@ -508,7 +510,7 @@ class _Evse(_Host):
         if self.car is not None:
             self.car.pwm_on()  # enable_hlc_charging: 5 % PWM
 
-    # --- the modem's key ----------------------------------------------------------------------
+    # --- the modem's key -----------------------------------------------------------------------
 
     def _set_key(self, nmk: bytes) -> None:
         self._pending_key = nmk
@@ -622,7 +624,7 @@ class _Car(_Host):
         self.matcher.start(self.park.now)
         self._flush()
 
-    # --- machine plumbing ---------------------------------------------------------------------
+    # --- machine plumbing ----------------------------------------------------------------------
 
     def _deadline(self) -> Optional[float]:
         return self.matcher.deadline if self.present else None
@@ -668,14 +670,15 @@ class _Car(_Host):
 
 def ev_config(spec: CarSpec) -> EvConfig:
     """The EV state machine's settings for a car of these habits."""
-    if spec.choice != "all":
-        raise NotImplementedError("EVs that take the first CM_ATTEN_CHAR.IND: not yet")
     return EvConfig(
-        atten_limit=spec.atten_limit, attempts=spec.attempts, matching_rate=spec.matching_rate
+        atten_limit=spec.atten_limit,
+        attempts=spec.attempts,
+        matching_rate=spec.matching_rate,
+        choice=spec.choice,
     )
 
 
-# --- the car park ---------------------------------------------------------------------------------
+# --- the car park ------------------------------------------------------------------------------
 
 CarObserver = Callable[["Carpark", _Car, EvEvent], None]
 
@@ -747,7 +750,7 @@ class Carpark:
         for evse in self.evses:
             evse.power_on()
 
-    # --- scripting --------------------------------------------------------------------------------
+    # --- scripting -----------------------------------------------------------------------------
 
     def arrive(self, spec: CarSpec, at: float, evse: Optional[int] = None) -> str:
         """A car arrives at ``at`` and plugs into ``evse`` (None: a free one, drawn at
@@ -820,7 +823,7 @@ class Carpark:
                 return plug_in
         raise KeyError(car)
 
-    # --- the machinery ----------------------------------------------------------------------------
+    # --- the machinery -------------------------------------------------------------------------
 
     def _new_car(self, spec: CarSpec) -> _Car:
         index = self._cars
@@ -906,7 +909,6 @@ class Carpark:
             plugged_at=now,
             could_match=(
                 spec.slac
-                and spec.choice == "all"
                 and spec.slac_delay < self.config.slac_init_timeout
                 and own is not None
                 and own <= spec.atten_limit
@@ -940,7 +942,7 @@ class Carpark:
             self._schedule(self.now + self.turnover, self._serve_queue)
 
 
-# --- random episodes --------------------------------------------------------------------------------
+# --- random episodes ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -952,8 +954,8 @@ class EpisodeSpec:
     evses: int = 8
     cars: int = 16
     window: float = 300.0
-    #: the EV kind: "all", "first", or "mixed" (each car draws one)
-    choice: str = "all"
+    #: the EV kind: "lowest", "first", or "mixed" (each car draws one)
+    choice: str = "lowest"
     loss: float = 0.03
     #: share of cars reusing one RunID on every attempt (half Ioniq-like, half Tesla-like)
     reuse_share: float = 0.2
