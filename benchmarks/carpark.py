@@ -133,7 +133,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"{spec.reach} places apart, {spec.cars} cars arriving over {spec.window:g} s, "
         f"dwell {spec.dwell[0]:g}-{spec.dwell[1]:g} s, frame loss {spec.loss:.0%}, "
         f"{spec.reuse_share:.0%} reusing one RunID (Ioniq, Tesla), {spec.late_share:.0%} "
-        f"starting SLAC {spec.late_delay:g} s after 5 % PWM, ISO 15118-3 timers."
+        f"starting SLAC {spec.late_delay:g} s after 5 % PWM, {spec.basic_share:.0%} without "
+        "SLAC (basic charging), ISO 15118-3 timers."
     )
     text = report(summaries, settings)
     print()

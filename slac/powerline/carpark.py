@@ -417,6 +417,7 @@ class _Evse(_Host):
         self._key_ready_at = 0.0
         self._start_wanted = False
         self._link_generation = 0
+        self._poll_pending: Optional[int] = None
         self._link_since = 0.0
         self._free_at = 0.0
         self._first_key = nmk
@@ -539,10 +540,14 @@ class _Evse(_Host):
 
     def _poll_link(self, generation: int) -> None:
         if generation == self._link_generation:
+            self._poll_pending = generation
             self._send(LOCAL, VsPlLinkStatusReq())
 
     def _on_link_status(self, cnf: VsPlLinkStatusCnf) -> None:
         now = self.park.now
+        if self._poll_pending != self._link_generation:
+            return  # an answer to a poll of a supervision that ended since (unplug)
+        self._poll_pending = None
         if cnf.linked:
             self._link_generation += 1  # up: supervision ends here (no link drops modelled)
             return
@@ -962,6 +967,9 @@ class EpisodeSpec:
     #: share of cars sending their first CM_SLAC_PARM.REQ ``late_delay`` after 5 % PWM
     late_share: float = 0.15
     late_delay: float = 15.0
+    #: share of cars without ISO 15118 (basic charging only): their EVSE must end with
+    #: MatchingFailed, in bounded time, however often neighbours' cars are heard
+    basic_share: float = 0.1
     #: the others: drawn from this range
     slac_delay: tuple[float, float] = (0.5, 3.0)
     dwell: tuple[float, float] = (60.0, 240.0)
@@ -1012,6 +1020,7 @@ def random_episode(seed: int, spec: EpisodeSpec, config: Optional[Config] = None
             choice=choice,
             run_ids=run_ids,
             slac_delay=spec.late_delay if late else rng.uniform(*spec.slac_delay),
+            slac=rng.random() >= spec.basic_share,
             dwell=rng.uniform(*spec.dwell),
         )
         park.arrive(car, at=rng.uniform(0.0, spec.window))
