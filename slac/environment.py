@@ -50,17 +50,25 @@ class Config:
     slac_init_timeout: float = enums.TT_EVSE_SLAC_INIT
     #: Sounding window; None = the EV's Time_Out (the standard's 600 ms).
     atten_results_timeout: Optional[float] = None
+    #: Not ISO 15118-3: a sound or profile starts sounding when every
+    #: CM_START_ATTEN_CHAR.IND was lost (off: only a valid CM_START_ATTEN_CHAR.IND does).
+    sounding_without_start: bool = False
     #: TT_match_sequence: CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF.
     match_sequence_timeout: float = enums.TT_MATCH_SEQUENCE
     #: TT_match_response: CM_ATTEN_CHAR.RSP after CM_ATTEN_CHAR.IND.
     match_response_timeout: float = enums.TT_MATCH_RESPONSE
     #: TT_EVSE_match_session: CM_SLAC_MATCH.REQ after CM_ATTEN_CHAR.RSP.
     match_session_timeout: float = enums.TT_EVSE_MATCH_SESSION
+    #: dB: a CM_SLAC_MATCH.REQ from an EV heard this much worse than another EV still
+    #: choosing waits for that EV (within the EV's retries); 0 turns it off.
+    match_hold_margin: float = enums.MATCH_HOLD_MARGIN_DB
     #: C_EV_match_retry: resends of CM_ATTEN_CHAR.IND.
     atten_char_retries: int = enums.C_EV_MATCH_RETRY
-    #: C_conn_max_match: matching attempts per plug-in.
+    #: C_conn_max_match: failed matching attempts per EV and plug-in.
     matching_attempts: int = enums.C_CONN_MAX_MATCH
-    #: TT_matching_rate: pause between two attempts.
+    #: TT_matching_repetition: an EV may start attempts this long after its first one.
+    matching_repetition: float = enums.TT_MATCHING_REPETITION
+    #: TT_matching_rate: the EV's pause between two attempts (the EVSE does not pause).
     matching_rate: float = enums.TT_MATCHING_RATE
     #: C_EVSE_match_parallel: EV runs served at once.
     max_parallel_runs: int = enums.C_EVSE_MATCH_PARALLEL
@@ -246,6 +254,16 @@ VARIABLES: tuple[Variable, ...] = (
         _atten_results,
     ),
     Variable(
+        "SOUNDING_WITHOUT_START",
+        "sounding_without_start",
+        "bool",
+        "Not ISO 15118-3 conformant: a CM_MNBC_SOUND.IND or CM_ATTEN_PROFILE.IND starts "
+        "sounding when every CM_START_ATTEN_CHAR.IND was lost (false: only a valid "
+        "CM_START_ATTEN_CHAR.IND starts it, as ISO 15118-5 tests)",
+        lambda env, n, d: env.bool(n, d),
+        "false",
+    ),
+    Variable(
         "MATCH_SEQUENCE_TIMEOUT",
         "match_sequence_timeout",
         "ms",
@@ -273,6 +291,18 @@ VARIABLES: tuple[Variable, ...] = (
         _positive,
     ),
     Variable(
+        "MATCH_HOLD_MARGIN",
+        "match_hold_margin",
+        "dB",
+        "A CM_SLAC_MATCH.REQ from an EV heard this much worse (mean attenuation) than "
+        "another EV still choosing waits for that EV, within the requesting EV's retries "
+        "(EVs that take the first CM_ATTEN_CHAR.IND pair with the wrong EVSE otherwise); "
+        "0 turns it off",
+        lambda env, n, d: env.float(n, d),
+        "3",
+        _not_negative,
+    ),
+    Variable(
         "ATTEN_CHAR_RETRIES",
         "atten_char_retries",
         "count",
@@ -285,17 +315,28 @@ VARIABLES: tuple[Variable, ...] = (
         "MATCHING_ATTEMPTS",
         "matching_attempts",
         "count",
-        "C_conn_max_match: matching attempts per plug-in before notify_matching_failed "
-        "(ISO 15118-3: at least 3)",
+        "C_conn_max_match: failed matching attempts per EV and plug-in; an EV that used "
+        "them up is not answered again until the next plug-in (ISO 15118-3: at least 3)",
         lambda env, n, d: env.int(n, d),
         "3",
         _at_least_one,
     ),
     Variable(
+        "MATCHING_REPETITION",
+        "matching_repetition",
+        "s",
+        "TT_matching_repetition: an EV may start matching attempts this long after its "
+        "first CM_SLAC_PARM.REQ; with TT_EVSE_SLAC_init it bounds every plug-in",
+        _seconds,
+        "10",
+        _positive,
+    ),
+    Variable(
         "MATCHING_RATE",
         "matching_rate",
         "ms",
-        "TT_matching_rate: pause between two matching attempts",
+        "TT_matching_rate: the EV's pause between two matching attempts; the EVSE does not "
+        "pause (no request is dropped because some EV's attempt failed)",
         _ms_to_s,
         "400",
         _not_negative,

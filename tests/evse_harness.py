@@ -37,28 +37,68 @@ def ev_mac(n: int) -> MacAddress:
 class Harness:
     """A matcher, a clock, and everything it sent and reported."""
 
-    def __init__(self, config: Optional[Config] = None, start: bool = True) -> None:
+    def __init__(
+        self, config: Optional[Config] = None, start: bool = True, known_modem: bool = True
+    ) -> None:
         self.config = config or Config()
         self.matcher = EvseMatcher(EVSE_MAC, NMK, NID, self.config)
+        if known_modem:  # as SlacEvseSession sets it from the modem's answers
+            self.matcher.modem_mac = MODEM_MAC
         self.now = 1000.0
         self.sent: list[Outgoing] = []
         self.all_events: list[Event] = []
+        #: (time, frame or event) in order, for checks of when something happened
+        self.timeline: list[tuple[float, object]] = []
         if start:
             assert self.matcher.cp_state_changed("B", self.now)
             self.matcher.start(self.now)
             self._collect()
 
     def _collect(self) -> None:
-        self.sent.extend(self.matcher.frames_to_send())
-        self.all_events.extend(self.matcher.events())
+        sent, events = self.matcher.frames_to_send(), self.matcher.events()
+        self.sent.extend(sent)
+        self.all_events.extend(events)
+        self.timeline.extend((self.now, item) for item in [*sent, *events])
+
+    def when(self, kind: type, dst: Optional[MacAddress] = None) -> list[float]:
+        """When each frame (by message type, to ``dst``) or event of this type came out."""
+        times = []
+        for at, item in self.timeline:
+            if isinstance(item, Outgoing):
+                if isinstance(item.message, kind) and (dst is None or item.dst == dst):
+                    times.append(at)
+            elif isinstance(item, kind):
+                times.append(at)
+        return times
 
     def feed(self, message: Message, src: MacAddress, dst: MacAddress = EVSE_MAC) -> list[Outgoing]:
         """Deliver a frame now (through the real codec, as the socket would)."""
+        return self.feed_bytes(message.to_frame(dst, src))
+
+    def feed_bytes(self, data: bytes) -> list[Outgoing]:
+        """Deliver the bytes of a whole frame now (decoded by the real codec)."""
         before = len(self.sent)
-        frame: Frame = decode_frame(message.to_frame(dst, src))
+        frame: Frame = decode_frame(data)
         self.matcher.receive_frame(frame, self.now)
         self._collect()
         return self.sent[before:]
+
+    def feed_with_header(
+        self,
+        message: Message,
+        src: MacAddress,
+        dst: MacAddress = EVSE_MAC,
+        *,
+        mmv: Optional[int] = None,
+        fmi: Optional[int] = None,
+    ) -> list[Outgoing]:
+        """Deliver a frame whose HomePlug header says another MMV or FMI byte."""
+        data = bytearray(message.to_frame(dst, src))
+        if mmv is not None:
+            data[14] = mmv
+        if fmi is not None:
+            data[17] = fmi
+        return self.feed_bytes(bytes(data))
 
     def advance(self, seconds: float) -> list[Outgoing]:
         """Move the clock, firing every deadline on the way, in order."""
@@ -95,9 +135,16 @@ class Harness:
         for _ in range(copies):
             self.feed(StartAttenCharInd(forwarding_sta=ev, run_id=run_id), ev, BROADCAST)
 
-    def sound(self, ev: MacAddress, run_id: bytes, remaining: int, aag: Sequence[int]) -> None:
+    def sound(
+        self,
+        ev: MacAddress,
+        run_id: bytes,
+        remaining: int,
+        aag: Sequence[int],
+        modem: MacAddress = MODEM_MAC,
+    ) -> None:
         self.feed(MnbcSoundInd(remaining_sounds=remaining, run_id=run_id), ev, BROADCAST)
-        self.feed(AttenProfileInd(pev_mac=ev, aag=tuple(aag)), MODEM_MAC)
+        self.feed(AttenProfileInd(pev_mac=ev, aag=tuple(aag)), modem)
 
     def rsp(self, ev: MacAddress, run_id: bytes) -> None:
         self.feed(AttenCharRsp(source_address=ev, run_id=run_id), ev)

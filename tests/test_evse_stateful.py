@@ -1,5 +1,6 @@
 """A stateful property test of the EVSE state machine: random frames from a few EVs (right,
-wrong and half-right), control-pilot changes and clock jumps; invariants after every step."""
+wrong and half-right), fragments, forged profiles, new keys, control-pilot changes and clock
+jumps; invariants after every step."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from slac.environment import Config
-from slac.fsm.events import Stopped
-from slac.fsm.evse import EvseMatcher, EvseState, RunState
+from slac.fsm.events import MatchingStarted
+from slac.fsm.evse import EvseMatcher, EvseState, RunState, plug_in_time_limit
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -30,6 +31,7 @@ from slac.utils import MacAddress
 EVSE = MacAddress("02:00:00:00:ee:01")
 OTHER_EVSE = MacAddress("02:00:00:00:ee:02")
 MODEM = MacAddress("00:b0:52:00:ee:01")
+FORGER = MacAddress("02:00:00:00:66:66")
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 EVS = [MacAddress(f"02:00:00:00:10:0{i}") for i in range(1, 4)]
 RUN_IDS = [bytes([i]) * 8 for i in range(1, 4)]
@@ -42,10 +44,14 @@ run_ids = st.sampled_from(RUN_IDS)
 class EvseMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.matcher = EvseMatcher(EVSE, NMK, b"\x01" * 7, Config(slac_init_timeout=20.0))
+        self.config = Config(slac_init_timeout=20.0)
+        self.matcher = EvseMatcher(EVSE, NMK, b"\x01" * 7, self.config)
         self.now = 0.0
         self.sounded: set[tuple[bytes, bytes]] = set()  # (EV, RunID) sent CM_ATTEN_CHAR.IND
-        self.key_holders: set[tuple[bytes, bytes]] = set()
+        #: every NMK handed out, and the EVs that got it (across plug-ins)
+        self.key_holders: dict[bytes, set[bytes]] = {}
+        self.started_at: Optional[float] = None
+        self.keys = 0
 
     def _collect(self) -> None:
         for out in self.matcher.frames_to_send():
@@ -57,14 +63,18 @@ class EvseMachine(RuleBasedStateMachine):
                 assert not out.dst.is_multicast
                 assert (bytes(out.dst), message.run_id) in self.sounded
                 assert message.pev_mac == out.dst
-                self.key_holders.add((bytes(out.dst), message.run_id))
+                self.key_holders.setdefault(message.nmk, set()).add(bytes(out.dst))
         for event in self.matcher.events():
-            if isinstance(event, Stopped):  # the session leaves the network: a fresh key
-                self.key_holders.clear()
+            if isinstance(event, MatchingStarted):
+                self.started_at = self.now
                 self.sounded.clear()
 
-    def _feed(self, message: Message, src: MacAddress, dst: MacAddress = EVSE) -> None:
-        self.matcher.receive_frame(decode_frame(message.to_frame(dst, src)), self.now)
+    def _feed(
+        self, message: Message, src: MacAddress, dst: MacAddress = EVSE, fmi: int = 0
+    ) -> None:
+        data = bytearray(message.to_frame(dst, src))
+        data[17] = fmi
+        self.matcher.receive_frame(decode_frame(bytes(data)), self.now)
         self._collect()
 
     @rule(state=st.sampled_from(["A", "B", "C", "D", "E", "F", "B2"]))
@@ -82,13 +92,19 @@ class EvseMachine(RuleBasedStateMachine):
             self._collect()
         self.now = target
 
-    @rule(ev=evs, run_id=run_ids, app=st.sampled_from([0, 0, 0, 1]))
-    def parm_req(self, ev: MacAddress, run_id: bytes, app: int) -> None:
-        self._feed(SlacParmReq(run_id=run_id, application_type=app), ev, BROADCAST)
+    @rule(
+        ev=evs,
+        run_id=run_ids,
+        app=st.sampled_from([0, 0, 0, 1]),
+        fmi=st.sampled_from([0] * 5 + [0x21]),
+    )
+    def parm_req(self, ev: MacAddress, run_id: bytes, app: int, fmi: int) -> None:
+        self._feed(SlacParmReq(run_id=run_id, application_type=app), ev, BROADCAST, fmi)
 
-    @rule(ev=evs, run_id=run_ids)
-    def start_atten(self, ev: MacAddress, run_id: bytes) -> None:
-        self._feed(StartAttenCharInd(forwarding_sta=ev, run_id=run_id), ev, BROADCAST)
+    @rule(ev=evs, run_id=run_ids, resp_type=st.sampled_from([1, 1, 1, 0]))
+    def start_atten(self, ev: MacAddress, run_id: bytes, resp_type: int) -> None:
+        start = StartAttenCharInd(forwarding_sta=ev, run_id=run_id, resp_type=resp_type)
+        self._feed(start, ev, BROADCAST)
 
     @rule(
         ev=evs,
@@ -100,6 +116,19 @@ class EvseMachine(RuleBasedStateMachine):
     def sound(self, ev: MacAddress, run_id: bytes, cnt: int, atten: int, groups: int) -> None:
         self._feed(MnbcSoundInd(remaining_sounds=cnt, run_id=run_id), ev, BROADCAST)
         self._feed(AttenProfileInd(pev_mac=ev, aag=(atten,) * groups), MODEM)
+
+    @rule(ev=evs, source=st.sampled_from([FORGER, *EVS]))
+    def forged_profile(self, ev: MacAddress, source: MacAddress) -> None:
+        self._feed(AttenProfileInd(pev_mac=ev, aag=(1,) * 58), source)
+
+    @rule(known=st.booleans())
+    def modem_learned(self, known: bool) -> None:
+        self.matcher.modem_mac = MODEM if known else None
+
+    @rule()
+    def new_key(self) -> None:  # the driver gave the modem a fresh key
+        self.keys += 1
+        self.matcher.set_key(self.keys.to_bytes(16, "big"), b"\x02" * 7)
 
     @rule(ev=evs, run_id=run_ids, result=st.sampled_from([0, 0, 1]))
     def rsp(self, ev: MacAddress, run_id: bytes, result: int) -> None:
@@ -114,22 +143,30 @@ class EvseMachine(RuleBasedStateMachine):
         )
         self._feed(request, ev)
 
-    @rule(ev=evs)
-    def validate(self, ev: MacAddress) -> None:
-        self._feed(ValidateReq(), ev)
+    @rule(ev=evs, result=st.sampled_from([1, 1, 0, 3]))
+    def validate(self, ev: MacAddress, result: int) -> None:
+        self._feed(ValidateReq(result=result), ev)
 
     @invariant()
     def at_most_one_matched_ev(self) -> None:
         if self.matcher.state is EvseState.MATCHED:
             assert self.matcher.match is not None
             assert not self.matcher.runs
-        # one key, one EV: never two EVs hold this EVSE's key within one plug-in
-        assert len({mac for mac, _ in self.key_holders}) <= 1
+        # one key, one EV: no EV ever gets a key another EV got, across plug-ins
+        assert all(len(holders) <= 1 for holders in self.key_holders.values())
+
+    @invariant()
+    def every_plug_in_ends_in_bounded_time(self) -> None:
+        if self.matcher.state is EvseState.WAITING:
+            assert self.started_at is not None
+            assert self.now - self.started_at <= plug_in_time_limit(self.config) + 1e-9
 
     @invariant()
     def a_deadline_while_waiting(self) -> None:
-        if self.matcher.state in (EvseState.WAITING, EvseState.PAUSED):
+        assert self.matcher.state is not EvseState.PAUSED  # the EVSE never pauses
+        if self.matcher.state is EvseState.WAITING:
             assert self.matcher.deadline is not None
+            assert self.matcher.deadline >= self.now or self.matcher.runs
         else:
             assert self.matcher.deadline is None
 

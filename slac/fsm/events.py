@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 from slac.messages import Message
 from slac.utils import MacAddress
@@ -43,10 +43,16 @@ class RunEnded:
 
 @dataclass(frozen=True)
 class AttemptFailed:
-    """A matching attempt failed; another follows after TT_matching_rate if any are left."""
+    """A matching attempt of one EV failed (a run that counts against its C_conn_max_match).
+
+    ``attempt`` is that EV's count of failed attempts in this plug-in; the EV may start
+    another while it has attempts and time (TT_matching_repetition) left.
+    """
 
     attempt: int
     reason: str
+    #: the EV whose attempt failed (None from code that does not say)
+    ev_mac: Optional[MacAddress] = None
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,35 @@ and :attr:`~EvseMatcher.deadline`.
 
 Everything about state lives in this file, and the transitions are the two tables below.
 A message that a table does not list for the current state is ignored (logged at DEBUG with
-the reason) and the timers keep running, as ISO 15118-3 asks of receivers.
+the reason) and the timers keep running, as ISO 15118-3 asks of receivers. Before a table
+is consulted, the frame itself must be a SLAC frame (HomePlug AV 1.1, not a fragment, from
+a station, to this EVSE or to all); before a handler changes anything, every field the
+standard fixes is checked. An invalid frame changes nothing: no state, no timer, no answer.
 
 States of the EVSE:
 
 - IDLE: not plugged in (or stopped). Frames are ignored.
-- WAITING: a matching attempt. Until the first CM_SLAC_PARM.REQ, TT_EVSE_SLAC_init runs;
-  then up to ``max_parallel_runs`` EV runs go on in parallel, each keyed by (EV MAC, RunID).
-- PAUSED: TT_matching_rate between a failed attempt and the next one.
-- MATCHED: CM_SLAC_MATCH.CNF was sent. Repeated requests get the same answers.
-- FAILED: every attempt failed. Nothing happens until the next plug-in.
+- WAITING: matching, for one plug-in. Up to ``max_parallel_runs`` EV runs go on in
+  parallel, each keyed by (EV MAC, RunID): with crosstalk, neighbours' cars are heard too.
+  New EVs are answered until TT_EVSE_SLAC_init has passed since the plug-in; each EV may
+  start runs for TT_matching_repetition after its first one, and fail at most
+  ``matching_attempts`` (C_conn_max_match) of them. Failures count per EV: a neighbour's
+  never use up the own car's attempts, and no failure makes the EVSE drop requests.
+- MATCHED: CM_SLAC_MATCH.CNF was sent. Repeated requests of the matched EV get the (current)
+  confirmation; nothing else is answered: a new match is :meth:`~EvseMatcher.stop` then
+  :meth:`~EvseMatcher.start` (a CP cycle, a lost link, a request from the HLC side).
+- FAILED: no EV matched and none may start another run (see :func:`plug_in_time_limit`).
+  Nothing happens until the next plug-in.
+- PAUSED: no longer entered (the EVSE does not pause between attempts); kept for code that
+  names it.
 
 States of one EV run: WAIT_START_ATTEN (PARM.CNF sent, TT_match_sequence), SOUNDING
 (TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT), WAIT_RSP (ATTEN_CHAR.IND sent,
 TT_match_response, resent up to ``atten_char_retries`` times), WAIT_MATCH
-(TT_EVSE_match_session).
+(TT_EVSE_match_session; CM_VALIDATE.REQ restarts it, to twice that at most). In WAIT_MATCH a
+CM_SLAC_MATCH.REQ from an EV heard clearly worse than another EV still choosing is held:
+answered only once that EV has chosen another EVSE or its run ended, while the requesting EV
+still asks.
 """
 
 from __future__ import annotations
@@ -42,11 +56,15 @@ from slac.enums import (
     APPLICATION_TYPE_PEV_EVSE,
     ATTEN_CHAR_RESULT_SUCCESS,
     C_EV_MATCH_MNBC,
+    C_EV_MATCH_RETRY,
+    MATCH_REQ_MVF_LENGTH,
+    MMV_HPAV_1_1,
     NUM_GROUPS,
     SECURITY_TYPE_NONE,
     TIME_OUT_UNIT,
     TT_EV_ATTEN_RESULTS,
     TT_EVSE_MATCH_MNBC,
+    TT_MATCH_RESPONSE,
     ValidateResult,
 )
 from slac.environment import Config
@@ -62,6 +80,7 @@ from slac.fsm.events import (
     Stopped,
 )
 from slac.messages import (
+    ZERO_ID,
     AmpMapCnf,
     AmpMapReq,
     AnyMessage,
@@ -69,6 +88,7 @@ from slac.messages import (
     AttenCharRsp,
     AttenProfileInd,
     Frame,
+    Message,
     MnbcSoundInd,
     SlacMatchCnf,
     SlacMatchReq,
@@ -83,18 +103,26 @@ from slac.utils import MacAddress
 logger = logging.getLogger(__name__)
 
 
-#: How many answered (EV MAC, RunID) pairs are remembered for re-admission.
+#: How many runs that made room for others are remembered for re-admission.
 ANSWERED_MEMORY = 256
+#: How many EVs' attempt counts one plug-in keeps (a flood of forged MACs stays bounded).
+EV_MEMORY = 1024
 _RUN_DEADLINE = operator.attrgetter("deadline")
 #: CM_SLAC_PARM.CNF with the ISO 15118-3 values; each answer is a copy naming the EV and run
 _PARM_CNF = SlacParmCnf(forwarding_sta=MacAddress(bytes(6)), run_id=bytes(8))
 #: an EV heard this much better (dB) than the worst-heard sounding run takes its slot
 BETTER_HEARD_DB = 6.0
+#: the answer to CM_VALIDATE.REQ, in both steps: this EVSE does not count CP toggles
+_VALIDATE_CNF = ValidateCnf(result=ValidateResult.NOT_REQUIRED, toggle_num=0, signal_type=0)
+#: a CM_VALIDATE.REQ restarts TT_EVSE_match_session, but a run waits at most this many
+#: TT_EVSE_match_session for CM_SLAC_MATCH.REQ in all (validation has two steps)
+MATCH_SESSION_LIMIT = 2
 
 
 class EvseState(Enum):
     IDLE = "idle"
     WAITING = "waiting"
+    #: not entered any more: the EVSE does not pause between attempts
     PAUSED = "paused"
     MATCHED = "matched"
     FAILED = "failed"
@@ -122,6 +150,8 @@ Handler = Union[str, Ignore]
 # ("run" below) are looked up again in RUN_TABLE with the run's state. Anything not listed is
 # ignored as "not expected in this state".
 
+_MATCHED_IS_SILENT = "matched: no SLAC messages in state Matched"
+
 EVSE_TABLE: dict[tuple[EvseState, type], Handler] = {
     (EvseState.WAITING, SlacParmReq): "_on_parm_req",
     (EvseState.WAITING, StartAttenCharInd): "run",
@@ -130,19 +160,19 @@ EVSE_TABLE: dict[tuple[EvseState, type], Handler] = {
     (EvseState.WAITING, AttenCharRsp): "run",
     (EvseState.WAITING, SlacMatchReq): "run",
     (EvseState.WAITING, ValidateReq): "_on_validate",
-    (EvseState.PAUSED, SlacParmReq): Ignore("pausing between attempts (TT_matching_rate)"),
-    (EvseState.PAUSED, ValidateReq): "_on_validate",
+    # A new match needs what the standard gives: a CP cycle, a lost link or the HLC side,
+    # each of which stops this machine and starts it again.
+    (EvseState.MATCHED, SlacParmReq): Ignore(_MATCHED_IS_SILENT),
+    (EvseState.MATCHED, ValidateReq): Ignore(_MATCHED_IS_SILENT),
     (EvseState.MATCHED, SlacMatchReq): "_on_match_req_when_matched",
-    (EvseState.MATCHED, ValidateReq): "_on_validate",
     (EvseState.MATCHED, AmpMapReq): "_on_amp_map",
-    (EvseState.MATCHED, SlacParmReq): "_on_parm_req_when_matched",
     (EvseState.MATCHED, AttenCharRsp): Ignore("already matched"),
-    (EvseState.FAILED, ValidateReq): "_on_validate",
 }
 
 RUN_TABLE: dict[tuple[RunState, type], Handler] = {
     (RunState.WAIT_START_ATTEN, StartAttenCharInd): "_run_start_sounding",
-    # The three CM_START_ATTEN_CHAR.IND copies may all be lost: a sound starts sounding too.
+    # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when every
+    # CM_START_ATTEN_CHAR.IND was lost.
     (RunState.WAIT_START_ATTEN, MnbcSoundInd): "_run_sound",
     (RunState.SOUNDING, StartAttenCharInd): Ignore("repeated CM_START_ATTEN_CHAR.IND"),
     (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
@@ -177,17 +207,58 @@ class EvRun:
     aag_sum: list[int] = field(default_factory=lambda: [0] * NUM_GROUPS)
     atten_char: Optional[AttenCharInd] = None
     atten_char_sends: int = 0
-    #: loop times of the phases, for the match summary
     #: profiles counted when the EV's last sound (counter 0) arrived: the next profile is
     #: that sound's, and sounding is complete then, even when sounds were lost before
     profiles_at_last_sound: Optional[int] = None
+    #: loop times of the phases, for the match summary
     sounding_started: Optional[float] = None
     sounding_done: Optional[float] = None
     rsp_at: Optional[float] = None
+    #: when the run began waiting for CM_SLAC_MATCH.REQ (validation may extend the wait)
+    wait_match_since: Optional[float] = None
+    #: the EV sent CM_VALIDATE.REQ: it is considering this EVSE
+    validating: bool = False
+    #: a CM_SLAC_MATCH.REQ waiting for a better-heard EV, and until when its EV listens
+    held_request: Optional[SlacMatchReq] = None
+    held_until: float = 0.0
+    #: a request refused for key hygiene was reported (once per run)
+    refusal_reported: bool = False
 
     @property
     def key(self) -> tuple[bytes, bytes]:
         return (bytes(self.ev_mac), self.run_id)
+
+    @property
+    def heard_db(self) -> Optional[float]:
+        """Mean attenuation (dB) over the profiles with values so far; None without any."""
+        if not self.data_profiles:
+            return None
+        return sum(self.aag_sum) / (self.data_profiles * NUM_GROUPS)
+
+    @property
+    def decided_by(self) -> Optional[float]:
+        """When the EV must have chosen an EVSE: TT_EV_atten_results after its first
+        CM_START_ATTEN_CHAR.IND (V2G3-A09-30), and one TT_match_response for its request."""
+        if self.sounding_started is None:
+            return None
+        return self.sounding_started + TT_EV_ATTEN_RESULTS + TT_MATCH_RESPONSE
+
+
+@dataclass
+class EvHistory:
+    """What one EV did in this plug-in: when it started, how many of its runs failed."""
+
+    first_parm: float
+    failures: int = 0
+
+
+@dataclass
+class Answered:
+    """A run that made room for others: its EV may prove itself and be served again."""
+
+    cnf: SlacParmCnf
+    #: a valid CM_START_ATTEN_CHAR.IND arrived while there was no slot for the run
+    start_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,11 +270,36 @@ class MatchRecord:
     cnf: SlacMatchCnf
 
 
+def plug_in_time_limit(config: Config) -> float:
+    """The longest a plug-in stays WAITING, from :meth:`EvseMatcher.start` to Matched or
+    MatchingFailed, whatever the stations on the powerline send (82 s with the defaults).
+
+    New EVs are answered until TT_EVSE_SLAC_init; an EV starts its last run at most
+    TT_matching_repetition after its first; and a run lasts at most TT_match_sequence
+    (+ C_EV_match_retry x TT_match_response for repeated requests), the sounding window, the
+    CM_ATTEN_CHAR.IND and its resends ((1 + C_EV_match_retry) x TT_match_response) and
+    twice TT_EVSE_match_session (validation restarts it once).
+    """
+    sounding = config.atten_results_timeout or TT_EVSE_MATCH_MNBC
+    run = (
+        config.match_sequence_timeout
+        + C_EV_MATCH_RETRY * TT_MATCH_RESPONSE
+        + sounding
+        + (1 + config.atten_char_retries) * config.match_response_timeout
+        + MATCH_SESSION_LIMIT * config.match_session_timeout
+    )
+    return config.slac_init_timeout + config.matching_repetition + run
+
+
 class EvseMatcher:
     """ISO 15118-3 SLAC, EVSE side, without I/O.
 
     ``evse_mac`` is this EVSE host's MAC (the interface's), ``nmk``/``nid`` the key the local
-    modem was given; :meth:`set_key` changes them.
+    modem was given; :meth:`set_key` changes them. ``modem_mac`` is the local modem's own
+    address, learned by the driver from its answers (CM_SET_KEY.CNF, vendor CNFs): only it
+    may send CM_ATTEN_PROFILE.IND. While it is None, profiles come from the first station
+    that sends one for a sounding EV and is neither this EVSE nor an EV of this plug-in;
+    that station is kept for the plug-in.
     """
 
     def __init__(
@@ -220,18 +316,29 @@ class EvseMatcher:
         self.log = log or logger
         self._nmk = nmk
         self._nid = nid
+        self.modem_mac: Optional[MacAddress] = None
         self.state = EvseState.IDLE
         self.cp_state: Optional[str] = None
-        self.attempt = 0
         self.runs: dict[tuple[bytes, bytes], EvRun] = {}
-        self._answered: collections.OrderedDict[tuple[bytes, bytes], SlacParmCnf] = (
+        #: runs that made room for others, by (EV MAC, RunID), bounded
+        self._answered: collections.OrderedDict[tuple[bytes, bytes], Answered] = (
             collections.OrderedDict()
         )
+        #: every EV served in this plug-in, by MAC
+        self._evs: collections.OrderedDict[bytes, EvHistory] = collections.OrderedDict()
         self.match: Optional[MatchRecord] = None
-        #: the EV that received the current key (no other EV may get it)
+        #: the EV that received the current key: no other EV may get it, in this plug-in or
+        #: a later one, until set_key() (the driver gave the modem a fresh key)
         self._key_holder: Optional[MacAddress] = None
-        self._attempt_deadline: Optional[float] = None
-        self._pause_deadline: Optional[float] = None
+        self._started_at = 0.0
+        self._admit_until = 0.0
+        self._runs_started = 0
+        self._last_failure = ""
+        #: the profiles' source while modem_mac is unknown (the first one accepted)
+        self._profile_source: Optional[MacAddress] = None
+        self._foreign_profile_reported = False
+        #: the next time a held CM_SLAC_MATCH.REQ must be looked at again
+        self._hold_wake: Optional[float] = None
         self._ongoing_reported = False
         self._outgoing: list[Outgoing] = []
         self._events: list[Event] = []
@@ -251,24 +358,49 @@ class EvseMatcher:
     @property
     def deadline(self) -> Optional[float]:
         """When :meth:`handle_timer` must be called next (None: no timer runs)."""
-        if self.state is EvseState.PAUSED:
-            return self._pause_deadline
         if self.state is not EvseState.WAITING:
             return None
-        if self.runs:
-            soonest: float = min(map(_RUN_DEADLINE, self.runs.values()))
-            return soonest
-        return self._attempt_deadline
+        if not self.runs:
+            return self._plug_in_over_at()
+        soonest: float = min(map(_RUN_DEADLINE, self.runs.values()))
+        if self._hold_wake is not None and self._hold_wake < soonest:
+            return self._hold_wake
+        return soonest
 
     @property
     def nid(self) -> bytes:
         return self._nid
 
+    @property
+    def attempt(self) -> int:
+        """The matching attempt under way: 1 + the most failed attempts of one EV (0 when
+        idle before any start)."""
+        if self.state is EvseState.IDLE and not self._evs:
+            return 0
+        failed = max((h.failures for h in self._evs.values()), default=0)
+        return min(1 + failed, self.config.matching_attempts)
+
     def set_key(self, nmk: bytes, nid: bytes) -> None:
-        """The local modem now has this key; it is what CM_SLAC_MATCH.CNF hands out."""
+        """The local modem now has this key; it is what CM_SLAC_MATCH.CNF hands out.
+
+        No EV holds the new key yet. While matched, the stored confirmation is rebuilt with
+        it: a repeated request of the matched EV gets the key the modem holds.
+        """
         self._nmk = nmk
         self._nid = nid
         self._key_holder = None
+        if self.match is not None:
+            old = self.match.cnf
+            cnf = SlacMatchCnf(
+                pev_mac=old.pev_mac,
+                evse_mac=old.evse_mac,
+                run_id=old.run_id,
+                nid=nid,
+                nmk=nmk,
+                pev_id=old.pev_id,
+                evse_id=old.evse_id,
+            )
+            self.match = MatchRecord(self.match.ev_mac, self.match.run_id, cnf)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -293,23 +425,41 @@ class EvseMatcher:
         return False
 
     def start(self, now: float) -> None:
-        """Begin matching (idempotent while matching or matched)."""
+        """Begin matching for a plug-in (idempotent while matching or matched): fresh attempt
+        counts, TT_EVSE_SLAC_init from now."""
         if self.state in (EvseState.WAITING, EvseState.PAUSED, EvseState.MATCHED):
             return
-        self.attempt = 0
         self.match = None
-        self._begin_attempt(now)
+        self.runs.clear()
+        self._answered.clear()
+        self._evs.clear()
+        self._runs_started = 0
+        self._last_failure = ""
+        self._profile_source = None
+        self._foreign_profile_reported = False
+        self._hold_wake = None
+        self._ongoing_reported = False
+        self._started_at = now
+        self._admit_until = now + self.config.slac_init_timeout
+        self.state = EvseState.WAITING
+        self.log.info("matching: waiting for CM_SLAC_PARM.REQ")
+        self._events.append(MatchingStarted(1))
 
     def stop(self, now: float, reason: str) -> None:
-        """End matching or the match; back to IDLE."""
+        """End matching or the match; back to IDLE.
+
+        The EV that got the key still holds it: only :meth:`set_key` lets another EV have a
+        key (unless ``reset_key_on_unplug`` is off: then the next EV gets the same key).
+        """
         if self.state is EvseState.IDLE:
             return
         was_matched = self.state is EvseState.MATCHED
         self.runs.clear()
         self.match = None
-        self._key_holder = None  # the driver leaves the network with a fresh key
+        self._hold_wake = None
+        if not self.config.reset_key_on_unplug:
+            self._key_holder = None  # documented: the key is kept for the next EV
         self.state = EvseState.IDLE
-        self._attempt_deadline = self._pause_deadline = None
         self.log.info("SLAC stopped: %s", reason)
         self._events.append(Stopped(reason, was_matched))
 
@@ -319,6 +469,10 @@ class EvseMatcher:
         handler = EVSE_TABLE.get((self.state, type(message)))
         if handler is None:
             self._ignore(frame, f"not expected while {self.state.value}")
+            return
+        problem = self._frame_problem(frame)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         if isinstance(handler, Ignore):
             self._ignore(frame, handler.reason)
@@ -330,44 +484,49 @@ class EvseMatcher:
 
     def handle_timer(self, now: float) -> None:
         """Process every deadline that has come by ``now``."""
-        if self.state is EvseState.PAUSED:
-            if self._pause_deadline is not None and now >= self._pause_deadline:
-                self._begin_attempt(now)
-            return
         if self.state is not EvseState.WAITING:
             return
         for run in list(self.runs.values()):
             if now >= run.deadline and run.key in self.runs:
                 self._run_timeout(run, now)
-        if (
-            self.state is EvseState.WAITING
-            and not self.runs
-            and self._attempt_deadline is not None
-            and now >= self._attempt_deadline
-        ):
-            self._attempt_failed(
-                now,
-                "no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init "
-                f"({self.config.slac_init_timeout:g} s)",
-            )
+        if self.state is EvseState.WAITING:
+            self._recheck_holds(now)
+        if self.state is EvseState.WAITING and not self.runs:
+            self._end_plug_in_if_over(now)
 
     # --- EVSE-level handlers --------------------------------------------------------------------
 
     def _on_parm_req(self, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, SlacParmReq)
-        if not self._valid_types(frame, message.application_type, message.security_type):
+        problem = _types_problem(message.application_type, message.security_type)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         ev = frame.src
-        if ev.is_multicast:
-            self._ignore(frame, "source MAC is not a station")
-            return
         key = (bytes(ev), message.run_id)
         run = self.runs.get(key)
-        if run is not None:  # a repeated request gets the same confirmation
-            self._send(ev, run.parm_cnf)
-            if run.state is RunState.WAIT_START_ATTEN:
-                run.deadline = now + self.config.match_sequence_timeout
-            self.log.debug("EV %s repeated CM_SLAC_PARM.REQ, same CNF sent again", ev)
+        if run is not None:
+            if not self._started_over(run, now):
+                # a repeat (the EV missed the confirmation) or a duplicate: the same answer
+                self._send(ev, run.parm_cnf)
+                if run.state is RunState.WAIT_START_ATTEN:
+                    run.deadline = min(
+                        now + self.config.match_sequence_timeout,
+                        run.started
+                        + self.config.match_sequence_timeout
+                        + C_EV_MATCH_RETRY * TT_MATCH_RESPONSE,
+                    )
+                self.log.debug("EV %s repeated CM_SLAC_PARM.REQ, same CNF sent again", ev)
+                return
+            # Cars such as the Ioniq and Teslas start over with the same RunID: that restarts
+            # the run (V2G3-A09-16, as EVerest does), a fresh attempt of this EV.
+            counts = run.state is not RunState.WAIT_MATCH
+            self._end_run(run, "the EV started over with the same RunID", now, counts=counts)
+            if self.state is not EvseState.WAITING:
+                return
+        problem = self._admission_problem(ev, now)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         for old in [r for r in self.runs.values() if r.ev_mac == ev]:
             self._end_run(old, "the EV started a new run (new RunID)", now, counts=False)
@@ -376,10 +535,8 @@ class EvseMatcher:
             return
         # ev and run_id come from the decoded frame: of their fields' types already
         cnf = _PARM_CNF._trusted_copy(forwarding_sta=ev, run_id=message.run_id)
-        run = EvRun(ev_mac=ev, run_id=message.run_id, parm_cnf=cnf, started=now)
-        run.deadline = now + self.config.match_sequence_timeout
-        self.runs[key] = run
-        self._remember_answer(run)
+        run = self._new_run(ev, message.run_id, cnf, now)
+        self._runs_started += 1
         self._send(ev, cnf)
         # The first run of an attempt is news; further parallel runs (neighbours' cars heard
         # through crosstalk) show at INFO with their sounding line or their end, which keeps
@@ -395,27 +552,75 @@ class EvseMatcher:
             self._ongoing_reported = True
             self._events.append(MatchingOngoing(ev, message.run_id))
 
-    def _readmit(self, ev: MacAddress, run_id: bytes, now: float) -> Optional[EvRun]:
-        """An EV we confirmed starts sounding, but its run made room for others meanwhile
-        (a flood of requests): it proves itself by sounding, so it gets a slot back."""
-        cnf = self._answered.get((bytes(ev), run_id))
-        if cnf is None:
-            return None
-        if any(r.ev_mac == ev for r in self.runs.values()):
-            return None  # the EV moved on to another RunID
-        if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
-            return None
+    def _new_run(self, ev: MacAddress, run_id: bytes, cnf: SlacParmCnf, now: float) -> EvRun:
         run = EvRun(ev_mac=ev, run_id=run_id, parm_cnf=cnf, started=now)
         run.deadline = now + self.config.match_sequence_timeout
         self.runs[run.key] = run
+        self._answered.pop(run.key, None)
+        if bytes(ev) not in self._evs:
+            self._evs[bytes(ev)] = EvHistory(first_parm=now)
+            while len(self._evs) > EV_MEMORY:
+                self._evs.popitem(last=False)
+        return run
+
+    def _started_over(self, run: EvRun, now: float) -> bool:
+        """A CM_SLAC_PARM.REQ with the RunID of a run past sounding, once the EV's
+        TT_EV_atten_results is over: the EV gave up on its attempt and starts over (a repeat
+        within the attempt, or a duplicate frame, cannot come that late)."""
+        return (
+            run.state in (RunState.WAIT_RSP, RunState.WAIT_MATCH)
+            and run.sounding_started is not None
+            and now - run.sounding_started >= TT_EV_ATTEN_RESULTS
+        )
+
+    def _admission_problem(self, ev: MacAddress, now: float) -> Optional[str]:
+        """Why this EV may not start a run now, or None."""
+        history = self._evs.get(bytes(ev))
+        if history is None:
+            if now >= self._admit_until:
+                return "a new EV after TT_EVSE_SLAC_init: not in this plug-in"
+            return None
+        if history.failures >= self.config.matching_attempts:
+            return f"the EV used up its {self.config.matching_attempts} attempts (C_conn_max_match)"
+        if now >= history.first_parm + self.config.matching_repetition:
+            return "the EV's TT_matching_repetition is over"
+        return None
+
+    def _readmit(self, frame: Frame, message: Message, now: float) -> Optional[EvRun]:
+        """An EV we confirmed proves itself with a valid CM_START_ATTEN_CHAR.IND (or sound, with
+        SOUNDING_WITHOUT_START), but its run made room for others meanwhile (a flood of
+        requests): it gets a slot back."""
+        ev = frame.src
+        run_id: bytes = getattr(message, "run_id", b"")
+        memo = self._answered.get((bytes(ev), run_id))
+        if memo is None:
+            return None
+        if isinstance(message, StartAttenCharInd):
+            problem = _start_problem(frame, message, memo.cnf)
+        else:
+            assert isinstance(message, MnbcSoundInd)
+            problem = _sound_problem(message, memo.cnf.num_sounds)
+        if problem is None and any(r.ev_mac == ev for r in self.runs.values()):
+            problem = "the EV moved on to another RunID"
+        if problem is None:
+            problem = self._admission_problem(ev, now)
+        if problem is not None:
+            self._ignore(frame, problem)
+            return None
+        if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
+            if isinstance(message, StartAttenCharInd):
+                memo.start_seen = True  # its profiles may still win it a slot
+            self._ignore(frame, "every parallel slot is busy")
+            return None
+        run = self._new_run(ev, run_id, memo.cnf, now)
         self._log_run(
             logging.INFO, run, "sounding after its run made room for others: served again"
         )
         return run
 
     def _remember_answer(self, run: EvRun) -> None:
-        """Keep the last answered requests (bounded) so that sounding EVs can be re-admitted."""
-        self._answered[run.key] = run.parm_cnf
+        """Keep the last runs that made room (bounded) so that their EVs can be re-admitted."""
+        self._answered[run.key] = Answered(run.parm_cnf)
         self._answered.move_to_end(run.key)
         while len(self._answered) > ANSWERED_MEMORY:
             self._answered.popitem(last=False)
@@ -430,11 +635,13 @@ class EvseMatcher:
         for CM_SLAC_MATCH.REQ, once TT_EV_atten_results has passed since its
         CM_ATTEN_CHAR.RSP: by then its EV has chosen, and not this EVSE (a neighbour's car
         heard through crosstalk). Without this, five such runs would lock this EVSE's own EV
-        out for TT_EVSE_match_session (10 s).
+        out for TT_EVSE_match_session (10 s). A run whose EV is asking (a held request) or
+        validating stays.
         """
         stale = [r for r in self.runs.values() if r.state is RunState.WAIT_START_ATTEN]
         if stale:
             oldest = min(stale, key=lambda r: r.started)
+            self._remember_answer(oldest)
             self._end_run(
                 oldest, f"replaced by EV {ev}: every parallel slot was taken", now, counts=False
             )
@@ -445,6 +652,8 @@ class EvseMatcher:
             if r.state is RunState.WAIT_MATCH
             and r.rsp_at is not None
             and now - r.rsp_at >= TT_EV_ATTEN_RESULTS
+            and r.held_request is None
+            and not r.validating
         ]
         if chosen_elsewhere:
             oldest = min(chosen_elsewhere, key=lambda r: r.rsp_at or 0.0)
@@ -459,15 +668,21 @@ class EvseMatcher:
         return False
 
     def _admit_better_heard(self, message: AttenProfileInd, now: float) -> Optional[EvRun]:
-        """A profile of an EV we answered but could not serve (every slot taken): when this
-        EVSE hears it clearly better than the worst-heard EV it is sounding with, that one
-        makes room. The EV on this EVSE's own cable is heard best: crosstalk cannot lock it
-        out. It is served from this profile on (the average covers the profiles received)."""
+        """A profile of an EV whose run made room for others and that sent a valid
+        CM_START_ATTEN_CHAR.IND (which found no free slot): when this EVSE hears it clearly
+        better than the worst-heard EV it is sounding with, that one makes room. The EV on this
+        EVSE's own cable is heard best: crosstalk cannot lock it out. It is served from this
+        profile on (the average covers the profiles received)."""
         ev = message.pev_mac
         if not message.aag or any(r.ev_mac == ev for r in self.runs.values()):
             return None
         key = next((k for k in reversed(self._answered) if k[0] == bytes(ev)), None)
         if key is None:
+            return None
+        memo = self._answered[key]
+        if not (memo.start_seen or self.config.sounding_without_start):
+            return None
+        if self._admission_problem(ev, now) is not None:
             return None
         if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
             heard = sum(message.aag) / len(message.aag)
@@ -486,24 +701,30 @@ class EvseMatcher:
                 now,
                 counts=False,
             )
-        run = EvRun(ev_mac=ev, run_id=key[1], parm_cnf=self._answered[key], started=now)
-        self.runs[run.key] = run
+        run = self._new_run(ev, key[1], memo.cnf, now)
         self._begin_sounding(run, run.num_sounds, None, now)
         self._log_run(logging.INFO, run, "heard better than a run it replaces: served again")
         return run
 
     def _on_profile(self, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, AttenProfileInd)
-        run = next((r for r in self.runs.values() if r.ev_mac == message.pev_mac), None)
-        if run is None and len(message.aag) == NUM_GROUPS:
-            run = self._admit_better_heard(message, now)
-        if run is None:
-            self._ignore(frame, f"no run for EV {message.pev_mac}")
+        problem = self._profile_source_problem(frame)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         if len(message.aag) not in (0, NUM_GROUPS):
             self._ignore(frame, f"{len(message.aag)} groups instead of {NUM_GROUPS}")
             return
+        run = next((r for r in self.runs.values() if r.ev_mac == message.pev_mac), None)
+        if run is None and message.aag:
+            run = self._admit_better_heard(message, now)
+        if run is None:
+            self._ignore(frame, f"no run for EV {message.pev_mac}")
+            return
         if run.state is RunState.WAIT_START_ATTEN:
+            if not self.config.sounding_without_start:
+                self._ignore(frame, "no valid CM_START_ATTEN_CHAR.IND from the EV yet")
+                return
             self._begin_sounding(run, run.num_sounds, None, now)
         elif run.state is not RunState.SOUNDING:
             self._ignore(frame, f"run of EV {run.ev_mac} is {run.state.value}")
@@ -511,6 +732,13 @@ class EvseMatcher:
         if run.profiles >= run.num_sounds:
             self._ignore(frame, "more profiles than sounds")
             return
+        if self.modem_mac is None and self._profile_source is None:
+            self._profile_source = frame.src
+            self.log.info(
+                "the modem's address is not known yet: CM_ATTEN_PROFILE.IND are taken from %s "
+                "for this plug-in",
+                frame.src,
+            )
         run.profiles += 1
         if message.aag:
             run.data_profiles += 1
@@ -524,14 +752,56 @@ class EvseMatcher:
         ):
             self._finish_sounding(run, now)
 
+    def _profile_source_problem(self, frame: Frame) -> Optional[str]:
+        src = frame.src
+        if self.modem_mac is not None:
+            if src == self.modem_mac:
+                return None
+            if not self._foreign_profile_reported:  # once per plug-in: a flood stays quiet
+                self._foreign_profile_reported = True
+                self.log.warning(
+                    "CM_ATTEN_PROFILE.IND from %s ignored: this EVSE's modem is %s",
+                    src,
+                    self.modem_mac,
+                )
+            return "not from this EVSE's modem"
+        if bytes(src) in self._evs or any(r.ev_mac == src for r in self.runs.values()):
+            return "CM_ATTEN_PROFILE.IND from an EV station"
+        if self._profile_source is not None and src != self._profile_source:
+            return f"the profiles of this plug-in come from {self._profile_source}"
+        return None
+
     def _on_validate(self, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, ValidateReq)
-        # No source of control-pilot toggles here: validation cannot succeed, and the EV is
-        # told so at once rather than left waiting (the EVerest answer).
-        self._send(frame.src, ValidateCnf(result=ValidateResult.FAILURE, signal_type=0))
-        for run in self.runs.values():
-            if run.ev_mac == frame.src and run.state is RunState.WAIT_MATCH:
-                run.deadline = now + self.config.match_session_timeout
+        if message.signal_type != 0:
+            self._ignore(frame, f"SignalType {message.signal_type} is not 0 (CP toggles)")
+            return
+        if message.result != ValidateResult.READY:
+            self._ignore(frame, f"Result {message.result} is not 1 (ready)")
+            return
+        run = next(
+            (
+                r
+                for r in self.runs.values()
+                if r.ev_mac == frame.src and r.state in (RunState.WAIT_RSP, RunState.WAIT_MATCH)
+            ),
+            None,
+        )
+        if run is None:
+            self._ignore(frame, "no run of this EV past sounding")
+            return
+        if run.state is RunState.WAIT_RSP:  # its RSP was lost: the request proves the IND came
+            self._wait_for_match(run, now)
+        run.validating = True
+        assert run.wait_match_since is not None
+        run.deadline = min(
+            now + self.config.match_session_timeout,
+            run.wait_match_since + MATCH_SESSION_LIMIT * self.config.match_session_timeout,
+        )
+        # This EVSE does not count CP toggles: its match never depends on validation, which is
+        # what "not required" says, in both steps (V2G3-A09-72 keeps the EVSE among the EV's
+        # candidates; "failure" after "not required" would make the EV drop it).
+        self._send(frame.src, _VALIDATE_CNF)
 
     def _on_match_req_when_matched(self, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, SlacMatchReq)
@@ -539,8 +809,12 @@ class EvseMatcher:
         if (frame.src, message.run_id) != (self.match.ev_mac, self.match.run_id):
             self._ignore(frame, "matched with another EV or RunID")
             return
-        if not self._valid_match_req(frame, message):
+        problem = self._match_req_problem(frame, message)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
+        if self._key_holder is None:
+            self._key_holder = self.match.ev_mac  # the key set while matched goes to this EV
         self._send(self.match.ev_mac, self.match.cnf)
         self.log.debug("EV %s repeated CM_SLAC_MATCH.REQ, same CNF sent again", frame.src)
 
@@ -554,28 +828,20 @@ class EvseMatcher:
         else:
             self._send(frame.src, AmpMapCnf(result=0))
 
-    def _on_parm_req_when_matched(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, SlacParmReq)
-        assert self.match is not None
-        if frame.src != self.match.ev_mac or message.run_id == self.match.run_id:
-            self._ignore(frame, "already matched")
-            return
-        # The matched EV starts SLAC over: it did not join the network. Serve the new run.
-        self.log.info("EV %s starts SLAC again after the match: matching again", frame.src)
-        self.match = None
-        self.state = EvseState.WAITING
-        self._attempt_deadline = now + self.config.slac_init_timeout
-        self._ongoing_reported = False
-        self._on_parm_req(frame, message, now)
-
     # --- run handlers -------------------------------------------------------------------------
 
     def _dispatch_to_run(self, frame: Frame, now: float) -> None:
         message = frame.message
+        assert isinstance(message, Message)
         run_id: bytes = getattr(message, "run_id", b"")
         run = self.runs.get((bytes(frame.src), run_id))
-        if run is None and isinstance(message, (StartAttenCharInd, MnbcSoundInd)):
-            run = self._readmit(frame.src, run_id, now)
+        if run is None and (
+            isinstance(message, StartAttenCharInd)
+            or (isinstance(message, MnbcSoundInd) and self.config.sounding_without_start)
+        ):
+            run = self._readmit(frame, message, now)
+            if run is None:
+                return  # said why
         if run is None:
             if any(r.ev_mac == frame.src for r in self.runs.values()):
                 self._ignore(frame, "wrong RunID for this EV")
@@ -595,18 +861,22 @@ class EvseMatcher:
         self, run: EvRun, frame: Frame, message: AnyMessage, now: float
     ) -> None:
         assert isinstance(message, StartAttenCharInd)
-        if not self._valid_types(frame, message.application_type, message.security_type):
-            return
-        if message.num_sounds == 0:
-            self._ignore(frame, "NUM_SOUNDS 0")
+        problem = _start_problem(frame, message, run.parm_cnf)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         self._begin_sounding(run, message.num_sounds, message.time_out, now)
 
     def _run_sound(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, MnbcSoundInd)
-        if not self._valid_types(frame, message.application_type, message.security_type):
+        problem = _sound_problem(message, run.num_sounds)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         if run.state is RunState.WAIT_START_ATTEN:
+            if not self.config.sounding_without_start:
+                self._ignore(frame, "no valid CM_START_ATTEN_CHAR.IND from the EV yet")
+                return
             self._begin_sounding(run, run.num_sounds, None, now)
         if message.remaining_sounds in run.sounds_seen:
             self._ignore(frame, f"repeated sound {message.remaining_sounds}")
@@ -621,14 +891,18 @@ class EvseMatcher:
         self, run: EvRun, frame: Frame, message: AnyMessage, now: float
     ) -> None:
         assert isinstance(message, AttenCharRsp)
-        if not self._valid_types(frame, message.application_type, message.security_type):
+        problem = _types_problem(message.application_type, message.security_type)
+        if problem is None and message.source_address != run.ev_mac:
+            problem = f"SOURCE_ADDRESS {message.source_address} is not the EV"
+        if problem is None and (message.source_id != ZERO_ID or message.resp_id != ZERO_ID):
+            problem = "SOURCE_ID and RESP_ID must be all zero"
+        if problem is None and message.result != ATTEN_CHAR_RESULT_SUCCESS:
+            problem = f"Result {message.result} is not 0 (success)"
+        if problem is not None:
+            self._ignore(frame, problem)  # the indication is resent: the EV may answer again
             return
-        if message.result != ATTEN_CHAR_RESULT_SUCCESS:
-            self._end_run(run, f"the EV answered CM_ATTEN_CHAR.RSP Result {message.result}", now)
-            return
-        run.state = RunState.WAIT_MATCH
-        run.deadline = now + self.config.match_session_timeout
         run.rsp_at = now
+        self._wait_for_match(run, now)
         self._log_run(
             logging.DEBUG,
             run,
@@ -638,13 +912,46 @@ class EvseMatcher:
 
     def _run_match_req(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, SlacMatchReq)
-        if not self._valid_match_req(frame, message):
+        problem = self._match_req_problem(frame, message)
+        if problem is not None:
+            self._ignore(frame, problem)
             return
         if self._key_holder is not None and self._key_holder != run.ev_mac:
-            # The matched EV started over and another EV completed sounding: this key went
-            # to the first EV already. One key, one EV: the driver must set a new key first.
+            # One key, one EV: this key went to an earlier EV; the driver must give the modem a
+            # fresh one (CM_SET_KEY) before another EV may have a key.
+            if not run.refusal_reported:
+                run.refusal_reported = True
+                self._log_run(
+                    logging.WARNING,
+                    run,
+                    "CM_SLAC_MATCH.REQ refused: this EVSE's key went to EV %s; the modem needs "
+                    "a new key (CM_SET_KEY) first",
+                    self._key_holder,
+                )
             self._ignore(frame, f"this EVSE's key was handed to EV {self._key_holder}")
             return
+        if run.state is RunState.WAIT_RSP:
+            self._wait_for_match(run, now)
+        rivals = self._better_rivals(run, now)
+        if rivals:
+            first = run.held_request is None
+            run.held_request = message
+            run.held_until = now + TT_MATCH_RESPONSE  # the EV listens this long after a request
+            self._update_hold_wake(now)
+            if first:
+                rival = rivals[0]
+                self._log_run(
+                    logging.INFO,
+                    run,
+                    "CM_SLAC_MATCH.REQ waits: EV %s is heard %.1f dB better and may still "
+                    "choose this EVSE",
+                    rival.ev_mac,
+                    (run.heard_db or 0.0) - (rival.heard_db or 0.0),
+                )
+            return
+        self._confirm(run, message, now)
+
+    def _confirm(self, run: EvRun, message: SlacMatchReq, now: float) -> None:
         cnf = SlacMatchCnf(
             pev_mac=message.pev_mac,
             evse_mac=self.evse_mac,
@@ -657,6 +964,7 @@ class EvseMatcher:
         self._send(run.ev_mac, cnf)
         others = [r for r in self.runs.values() if r is not run]
         self.runs.clear()
+        self._hold_wake = None
         for other in others:
             self._events.append(
                 RunEnded(other.ev_mac, other.run_id, "this EVSE matched another EV")
@@ -664,9 +972,67 @@ class EvseMatcher:
         self.match = MatchRecord(run.ev_mac, run.run_id, cnf)
         self._key_holder = run.ev_mac
         self.state = EvseState.MATCHED
-        self._attempt_deadline = None
         self._log_run(logging.INFO, run, "%s", _summary(run, now, self._nid))
         self._events.append(Matched(run.ev_mac, run.run_id, self._nid))
+
+    # --- holding a request for a better-heard EV ------------------------------------------------
+
+    def _better_rivals(self, run: EvRun, now: float) -> list[EvRun]:
+        """Other EVs heard clearly better than this one that may still choose this EVSE."""
+        margin = self.config.match_hold_margin
+        mine = run.heard_db
+        if margin <= 0 or mine is None:
+            return []
+        rivals = []
+        for other in self.runs.values():
+            if other is run or other.state is RunState.WAIT_START_ATTEN:
+                continue
+            theirs = other.heard_db
+            if theirs is None or mine - theirs < margin:
+                continue
+            decided_by = other.decided_by
+            still_choosing = (
+                other.held_request is not None  # it asks for this EVSE itself
+                or other.validating  # it validates with this EVSE
+                or (decided_by is not None and now < decided_by)
+            )
+            if still_choosing:
+                rivals.append(other)
+        return rivals
+
+    def _recheck_holds(self, now: float) -> None:
+        """Confirm a held request once no better-heard EV may still choose this EVSE, while its
+        EV still listens; forget it once the EV stopped asking."""
+        if self._hold_wake is None:
+            return
+        for run in [r for r in self.runs.values() if r.held_request is not None]:
+            if not self._better_rivals(run, now):
+                request = run.held_request
+                assert request is not None
+                if now <= run.held_until:
+                    self._log_run(
+                        logging.INFO, run, "no EV heard better is choosing any more: confirmed"
+                    )
+                    self._confirm(run, request, now)
+                    return
+            if now >= run.held_until:
+                run.held_request = None
+                self._log_run(logging.DEBUG, run, "the held CM_SLAC_MATCH.REQ is not repeated")
+        self._update_hold_wake(now)
+
+    def _update_hold_wake(self, now: float) -> None:
+        wake: Optional[float] = None
+        for run in self.runs.values():
+            if run.held_request is None:
+                continue
+            times = [run.held_until]
+            for rival in self._better_rivals(run, now):
+                decided_by = rival.decided_by
+                if not rival.validating and rival.held_request is None and decided_by:
+                    times.append(decided_by)
+            soonest = min(times)
+            wake = soonest if wake is None else min(wake, soonest)
+        self._hold_wake = wake
 
     # --- run mechanics ------------------------------------------------------------------------
 
@@ -727,6 +1093,11 @@ class EvseMatcher:
         run.deadline = now + self.config.match_response_timeout
         self._send(run.ev_mac, run.atten_char)
 
+    def _wait_for_match(self, run: EvRun, now: float) -> None:
+        run.state = RunState.WAIT_MATCH
+        run.wait_match_since = now
+        run.deadline = now + self.config.match_session_timeout
+
     def _run_timeout(self, run: EvRun, now: float) -> None:
         if run.state is RunState.WAIT_START_ATTEN:
             self._end_run(run, "no CM_START_ATTEN_CHAR.IND within TT_match_sequence", now)
@@ -748,66 +1119,89 @@ class EvseMatcher:
             )
 
     def _end_run(self, run: EvRun, reason: str, now: float, counts: bool = True) -> None:
-        """Drop a run. When it was the last one, a failure that counts ends the attempt."""
+        """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts."""
         del self.runs[run.key]
         # a failure is news; a neighbour's car that went elsewhere (crosstalk) is routine
         self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", reason)
         self._events.append(RunEnded(run.ev_mac, run.run_id, reason))
-        if self.runs or self.state is not EvseState.WAITING:
-            return
         if counts:
-            self._attempt_failed(now, reason)
+            history = self._evs.get(bytes(run.ev_mac))
+            if history is not None:
+                history.failures += 1
+                self._events.append(AttemptFailed(history.failures, reason, run.ev_mac))
+            self._last_failure = reason
+        if self.state is EvseState.WAITING:
+            self._recheck_holds(now)
+        if self.state is EvseState.WAITING and not self.runs:
+            self._end_plug_in_if_over(now)
 
-    # --- attempts -------------------------------------------------------------------------------
+    # --- the plug-in ------------------------------------------------------------------------------
 
-    def _begin_attempt(self, now: float) -> None:
-        self.attempt += 1
-        self.state = EvseState.WAITING
-        self.runs.clear()
-        self._answered.clear()
-        self._ongoing_reported = False
-        self._pause_deadline = None
-        self._attempt_deadline = now + self.config.slac_init_timeout
-        self.log.info(
-            "matching attempt %d/%d: waiting for CM_SLAC_PARM.REQ",
-            self.attempt,
-            self.config.matching_attempts,
-        )
-        self._events.append(MatchingStarted(self.attempt))
+    def _plug_in_over_at(self) -> float:
+        """When, without runs in progress, no EV may start another run: TT_EVSE_SLAC_init
+        for new EVs, TT_matching_repetition for each EV with attempts left."""
+        limit = self.config.matching_attempts
+        windows = [
+            h.first_parm + self.config.matching_repetition
+            for h in self._evs.values()
+            if h.failures < limit
+        ]
+        return max([self._admit_until, *windows])
 
-    def _attempt_failed(self, now: float, reason: str) -> None:
-        self._events.append(AttemptFailed(self.attempt, reason))
-        self._attempt_deadline = None
-        if self.attempt >= self.config.matching_attempts:
-            self.state = EvseState.FAILED
-            self.log.warning("matching failed after %d attempts: %s", self.attempt, reason)
-            self._events.append(MatchingFailed(reason, self.attempt))
+    def _end_plug_in_if_over(self, now: float) -> None:
+        if now < self._plug_in_over_at():
             return
-        self.log.info("matching attempt %d failed: %s", self.attempt, reason)
-        self.state = EvseState.PAUSED
-        self._pause_deadline = now + self.config.matching_rate
+        if not self._evs:
+            reason = (
+                "no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init "
+                f"({self.config.slac_init_timeout:g} s)"
+            )
+        else:
+            reason = (
+                f"no match: {self._runs_started} runs of {len(self._evs)} EVs ended without "
+                "one, and no EV may start another (TT_EVSE_SLAC_init, TT_matching_repetition "
+                "or C_conn_max_match)"
+            )
+            if self._last_failure:
+                reason += f"; last failure: {self._last_failure}"
+        self.state = EvseState.FAILED
+        self.log.warning("matching failed after %.1f s: %s", now - self._started_at, reason)
+        self._events.append(MatchingFailed(reason, self._runs_started))
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def _frame_problem(self, frame: Frame) -> Optional[str]:
+        """Why a frame is not a SLAC frame this EVSE may act on, or None."""
+        homeplug = frame.homeplug
+        if homeplug.mmv != MMV_HPAV_1_1:
+            return f"MMV 0x{homeplug.mmv:02X} is not HomePlug AV 1.1 (0x01)"
+        if homeplug.fmi:
+            return f"a fragment (FMI 0x{homeplug.fmi:02X}): SLAC messages are never fragmented"
+        src = frame.src
+        if src.is_multicast:
+            return "the source MAC is not a station"
+        if src == self.evse_mac:
+            return "sent by this EVSE itself"
+        dst = frame.dst
+        if dst != self.evse_mac and not dst.is_multicast:
+            return "addressed to another station"
+        return None
+
+    def _match_req_problem(self, frame: Frame, message: SlacMatchReq) -> Optional[str]:
+        problem = _types_problem(message.application_type, message.security_type)
+        if problem is not None:
+            return problem
+        if message.mvf_length != MATCH_REQ_MVF_LENGTH:
+            return f"MVFLength 0x{message.mvf_length:04X} is not 0x{MATCH_REQ_MVF_LENGTH:04X}"
+        if message.pev_id != ZERO_ID or message.evse_id != ZERO_ID:
+            return "PEV_ID and EVSE_ID must be all zero"
+        if message.pev_mac != frame.src:
+            return f"PEV MAC {message.pev_mac} is not the sender"
+        if message.evse_mac != self.evse_mac:
+            return f"EVSE MAC {message.evse_mac} is not this EVSE"
+        return None
 
     # --- helpers --------------------------------------------------------------------------------
-
-    def _valid_types(self, frame: Frame, application_type: int, security_type: int) -> bool:
-        if application_type != APPLICATION_TYPE_PEV_EVSE:
-            self._ignore(frame, f"APPLICATION_TYPE {application_type} is not PEV-EVSE (0)")
-            return False
-        if security_type != SECURITY_TYPE_NONE:
-            self._ignore(frame, f"SECURITY_TYPE {security_type} is not supported (0 only)")
-            return False
-        return True
-
-    def _valid_match_req(self, frame: Frame, message: SlacMatchReq) -> bool:
-        if not self._valid_types(frame, message.application_type, message.security_type):
-            return False
-        if message.pev_mac != frame.src:
-            self._ignore(frame, f"PEV MAC {message.pev_mac} is not the sender")
-            return False
-        if message.evse_mac != self.evse_mac:
-            self._ignore(frame, f"EVSE MAC {message.evse_mac} is not this EVSE")
-            return False
-        return True
 
     def _send(
         self,
@@ -833,6 +1227,39 @@ class EvseMatcher:
     def _ignore(self, frame: Frame, reason: str) -> None:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("ignored %s from %s: %s", frame.message.name, frame.src, reason)
+
+
+def _types_problem(application_type: int, security_type: int) -> Optional[str]:
+    if application_type != APPLICATION_TYPE_PEV_EVSE:
+        return f"APPLICATION_TYPE {application_type} is not PEV-EVSE (0)"
+    if security_type != SECURITY_TYPE_NONE:
+        return f"SECURITY_TYPE {security_type} is not supported (0 only)"
+    return None
+
+
+def _start_problem(frame: Frame, message: StartAttenCharInd, cnf: SlacParmCnf) -> Optional[str]:
+    """CM_START_ATTEN_CHAR.IND carries what CM_SLAC_PARM.CNF told the EV."""
+    problem = _types_problem(message.application_type, message.security_type)
+    if problem is not None:
+        return problem
+    if message.num_sounds != cnf.num_sounds:
+        return f"NUM_SOUNDS {message.num_sounds} is not {cnf.num_sounds}"
+    if message.time_out != cnf.time_out:
+        return f"Time_Out {message.time_out} is not {cnf.time_out}"
+    if message.resp_type != cnf.resp_type:
+        return f"RESP_TYPE {message.resp_type} is not {cnf.resp_type}"
+    if message.forwarding_sta != frame.src:
+        return f"FORWARDING_STA {message.forwarding_sta} is not the EV"
+    return None
+
+
+def _sound_problem(message: MnbcSoundInd, num_sounds: int) -> Optional[str]:
+    problem = _types_problem(message.application_type, message.security_type)
+    if problem is not None:
+        return problem
+    if message.remaining_sounds >= num_sounds:
+        return f"Cnt {message.remaining_sounds} is not below NUM_SOUNDS {num_sounds}"
+    return None
 
 
 def _ms(seconds: float) -> float:
