@@ -69,8 +69,10 @@ _CORES = sorted(os.sched_getaffinity(0))
 EVSE_CPU = ["taskset", "-c", str(_CORES[0])] if len(_CORES) > 1 else []
 SIMULATION_CPU = ["taskset", "-c", ",".join(str(c) for c in _CORES[1:])] if len(_CORES) > 1 else []
 
+# EVSE_ID zero, as ISO 15118-3 fixes it: our EV ignores a CM_SLAC_MATCH.CNF with another
+# (Qualcomm's evse puts its station identifier there)
 OPU_INI = """[default]
-station identifier = BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
+station identifier = 0000000000000000000000000000000000
 network membership key = B59319D7E8157BA001B018669CCEE30D
 network identifier = 026BCBA5354E08
 number of sounds = 10

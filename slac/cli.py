@@ -134,7 +134,11 @@ def _ev(args: argparse.Namespace) -> int:
         session = SlacEvSession(
             args.iface,
             config,
-            EvConfig(atten_limit=args.atten_limit, choice=args.choice),
+            EvConfig(
+                atten_limit=args.atten_limit,
+                choice=args.choice,
+                accept_nonstandard_match_cnf=args.accept_nonstandard_match_cnf,
+            ),
             sudo_hint="`sudo slac ev ...`",
         )
         try:
@@ -257,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lowest: wait for every EVSE, take the lowest attenuation (ISO 15118-3, "
         "default); first: take the first under the limit at once (a naive car, for "
         "simulations)",
+    )
+    ev.add_argument(
+        "--accept-nonstandard-match-cnf",
+        action="store_true",
+        help="not conformant: take a CM_SLAC_MATCH.CNF whose NID is not derived from its NMK "
+        "or whose PEV_ID/EVSE_ID are not zero (pyPLC's EVSE, Qualcomm's evse with a station "
+        "identifier)",
     )
     ev.set_defaults(func=_ev)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 
 from slac.errors import ConfigError
@@ -11,68 +9,21 @@ from slac.fsm.ev import (
     EvAttemptFailed,
     EvConfig,
     EvMatched,
-    EvMatcher,
     EvMatchingFailed,
     EvseChosen,
     EvState,
 )
-from slac.fsm.events import Outgoing
 from slac.messages import (
-    AttenCharInd,
     AttenCharRsp,
-    Message,
     MnbcSoundInd,
     SlacMatchCnf,
     SlacMatchReq,
     SlacParmCnf,
     SlacParmReq,
     StartAttenCharInd,
-    decode_frame,
 )
-from slac.utils import MacAddress
 
-EV = MacAddress("02:00:00:00:0e:01")
-EVSES = [MacAddress(f"02:00:00:00:05:0{i}") for i in range(3)]
-BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
-
-
-class EvHarness:
-    def __init__(self, config: Optional[EvConfig] = None) -> None:
-        self.ids = iter(bytes([i]) * 8 for i in range(1, 100))
-        self.m = EvMatcher(EV, config, run_id_source=lambda: next(self.ids))
-        self.now = 0.0
-        self.sent: list[tuple[float, Outgoing]] = []
-        self.events: list[object] = []
-        self.m.start(self.now)
-        self._collect()
-
-    def _collect(self) -> None:
-        self.sent += [(self.now, o) for o in self.m.frames_to_send()]
-        self.events += self.m.events()
-
-    def feed(self, message: Message, src: MacAddress) -> None:
-        self.m.receive_frame(decode_frame(message.to_frame(EV, src)), self.now)
-        self._collect()
-
-    def advance(self, seconds: float) -> None:
-        target = self.now + seconds
-        while self.m.deadline is not None and self.m.deadline <= target + 1e-9:
-            self.now = max(self.now, self.m.deadline)
-            self.m.handle_timer(self.now)
-            self._collect()
-        self.now = target
-
-    def of(self, kind: type) -> list[tuple[float, Outgoing]]:
-        return [(t, o) for t, o in self.sent if isinstance(o.message, kind)]
-
-    def parm_cnf(self, evse: MacAddress) -> None:
-        self.feed(SlacParmCnf(forwarding_sta=EV, run_id=self.m.run_id), evse)
-
-    def atten_char(self, evse: MacAddress, atten: int) -> None:
-        self.feed(
-            AttenCharInd(source_address=EV, run_id=self.m.run_id, num_sounds=10, aag=(atten,) * 58),
-            evse,
-        )
+from .ev_harness import BROADCAST, EV, EVSES, NID, NMK, EvHarness
 
 
 def test_parm_req_is_broadcast_and_resent_then_the_attempt_fails() -> None:
@@ -139,7 +90,7 @@ def test_above_the_limit_the_attempt_fails_and_a_new_run_id_follows() -> None:
     h.atten_char(EVSES[0], 55)
     failed = [e for e in h.events if isinstance(e, EvAttemptFailed)]
     assert "above the attenuation limit" in failed[0].reason
-    h.advance(0.4)
+    h.advance(h.m.config.attempt_pause)
     assert h.m.run_id != first
     assert h.of(SlacParmReq)[-1][1].message.run_id == h.m.run_id  # type: ignore[attr-defined]
 
@@ -151,13 +102,9 @@ def test_match_req_is_resent_and_the_cnf_gives_the_key() -> None:
     h.atten_char(EVSES[0], 20)
     h.advance(0.25)
     assert len(h.of(SlacMatchReq)) == 2
-    nmk = bytes(range(16))
-    h.feed(
-        SlacMatchCnf(pev_mac=EV, evse_mac=EVSES[0], run_id=h.m.run_id, nid=b"\x01" * 7, nmk=nmk),
-        EVSES[0],
-    )
+    h.match_cnf(EVSES[0], NMK)
     assert h.m.state is EvState.MATCHED
-    assert h.events[-1] == EvMatched(EVSES[0], h.m.run_id, b"\x01" * 7, nmk)
+    assert h.events[-1] == EvMatched(EVSES[0], h.m.run_id, NID, NMK)
 
 
 def test_answers_with_a_foreign_run_id_or_from_another_evse_are_ignored() -> None:

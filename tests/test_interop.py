@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from slac import SessionState
-from slac.ev import EvMatchResult
+from slac.ev import EvMatchResult, SlacEvSession
+from slac.fsm.ev import EvConfig
 
 from .conftest import needs_root
-from .site import Site, make_site
+from .site import Site, fast, make_site
 
 pytestmark = needs_root
 
@@ -36,7 +37,7 @@ settle time = 1
 """
 
 EVSE_INI = """[default]
-station identifier = BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
+station identifier = {station_id}
 network membership key = B59319D7E8157BA001B018669CCEE30D
 network identifier = 026BCBA5354E08
 number of sounds = 10
@@ -101,10 +102,23 @@ async def test_qualcomm_pev_matches_our_evse(pair_site: Site, tmp_path: Path) ->
 
 
 @needs_opu
-async def test_our_ev_matches_qualcomm_evse(pair_site: Site, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("station_id", "ev_config"),
+    [
+        # ISO 15118-3 fixes EVSE_ID at zero: our EV as it is by default
+        ("00" * 17, EvConfig()),
+        # Qualcomm's evse puts its station identifier in CM_SLAC_MATCH.CNF's EVSE_ID, which
+        # a conformant EV ignores (ISO 15118-5 CmSlacMatch_009): only the opt-in takes it
+        ("BB" * 17, EvConfig(accept_nonstandard_match_cnf=True)),
+    ],
+    ids=["ISO EVSE_ID", "station identifier, lenient EV"],
+)
+async def test_our_ev_matches_qualcomm_evse(
+    pair_site: Site, tmp_path: Path, station_id: str, ev_config: EvConfig
+) -> None:
     site = pair_site
     ini = tmp_path / "evse.ini"
-    ini.write_text(EVSE_INI)
+    ini.write_text(EVSE_INI.format(station_id=station_id))
     process = await asyncio.create_subprocess_exec(
         "evse",
         "-i",
@@ -118,7 +132,9 @@ async def test_our_ev_matches_qualcomm_evse(pair_site: Site, tmp_path: Path) -> 
     )
     try:
         await asyncio.sleep(1.5)  # its CM_SET_KEY and settle time
-        ev = site.our_ev(0)
+        ev = SlacEvSession(
+            site.topo.ev_interface, fast(), ev_config, netns=site.topo.ev_netns[0].name
+        )
         try:
             result = await asyncio.wait_for(ev.match(), 15)
         finally:

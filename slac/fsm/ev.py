@@ -5,24 +5,47 @@ Same shape as :mod:`slac.fsm.evse`: inputs :meth:`EvMatcher.start`,
 outputs :meth:`~EvMatcher.frames_to_send`, :meth:`~EvMatcher.events`,
 :attr:`~EvMatcher.deadline`.
 
-One attempt:
+Everything about state lives in this file. One matching process ("attempt"):
 
-1. PARM: CM_SLAC_PARM.REQ by broadcast, resent every TT_match_response up to
-   C_EV_match_retry times until at least one CM_SLAC_PARM.CNF answers; every EVSE that
-   answers within the window is kept (with crosstalk, several do).
-2. SOUNDING: three CM_START_ATTEN_CHAR.IND, then NUM_SOUNDS CM_MNBC_SOUND.IND,
-   TP_EV_batch_msg_interval apart. TT_EV_atten_results starts with the first indication.
-3. RESULTS: every CM_ATTEN_CHAR.IND with this RunID is answered with CM_ATTEN_CHAR.RSP and
-   kept, until TT_EV_atten_results ends, or sooner once every EVSE that confirmed the
-   parameters has sent its results.
-4. The EVSE with the lowest average attenuation under ``atten_limit`` is chosen
-   (``choice="lowest"``, the default). ``choice="first"`` plays a naive EV instead: the first
-   CM_ATTEN_CHAR.IND under the limit is chosen at once, without waiting for the others.
-5. MATCH: CM_SLAC_MATCH.REQ to it, resent every TT_match_response up to C_EV_match_retry
-   times; CM_SLAC_MATCH.CNF gives the NID and NMK to set in the EV's modem.
+====================  ====================================  ==================================
+state                 a valid frame (see below) does        the deadline does
+====================  ====================================  ==================================
+PARM                  CM_SLAC_PARM.CNF: the sender becomes  no CNF yet: resend the REQ (same
+                      a candidate (at most                  RunID) every TT_match_response,
+                      ``max_candidates``)                   C_EV_match_retry times; then the
+                                                            attempt failed. With candidates:
+                                                            SOUNDING
+SOUNDING              CM_SLAC_PARM.CNF as in PARM;          the next of 3 CM_START_ATTEN_CHAR
+                      CM_ATTEN_CHAR.IND as in RESULTS       .IND and NUM_SOUNDS CM_MNBC_SOUND
+                                                            .IND, TP_EV_batch_msg_interval
+                                                            apart; after the last: RESULTS
+RESULTS               CM_ATTEN_CHAR.IND from a candidate:   TT_EV_atten_results (from the
+                      CM_ATTEN_CHAR.RSP, counted once;      first start indication) ran out:
+                      every candidate reported: choose      choose
+MATCH                 CM_SLAC_MATCH.CNF from the chosen     resend the REQ every
+                      EVSE: MATCHED (its NMK and NID go     TT_match_response,
+                      to the modem); a resent IND of a      C_EV_match_retry times; then the
+                      counted EVSE: CM_ATTEN_CHAR.RSP       attempt failed
+PAUSED                nothing                               the next attempt (new RunID)
+MATCHED, FAILED,      nothing                               -
+IDLE
+====================  ====================================  ==================================
 
-A failed attempt is followed by another with a new RunID after TT_matching_rate, up to
-``attempts``.
+Every frame not listed for a state is ignored, and so is every invalid frame: its timers keep
+running, as ISO 15118-3 asks of receivers (logged at DEBUG with the reason). A frame is valid
+when it is unicast to this EV, its HomePlug header is MMV 0x01 without fragmentation, and
+every field the standard fixes has its value (:func:`parm_cnf_problem`,
+:func:`atten_char_problem`, :func:`match_cnf_problem`, as the ISO 15118-5 EVCC test cases
+check them).
+
+Choosing (:attr:`EvConfig.choice`): ``"lowest"`` (the default, ISO 15118-3) takes the lowest
+average attenuation under ``atten_limit`` once every candidate reported or
+TT_EV_atten_results ran out; on a tie, the EVSE that confirmed first. ``"first"`` plays a
+naive EV: the first indication under the limit is chosen at once.
+
+A failed attempt is followed by another after ``attempt_pause``, with a new RunID, while
+TT_matching_repetition (counted from :meth:`EvMatcher.start`) runs (V2G3-A09-124/-125), or
+up to ``attempts`` if that is set; then FAILED.
 """
 
 from __future__ import annotations
@@ -37,6 +60,7 @@ from slac import enums
 from slac.errors import ConfigError
 from slac.fsm.events import Outgoing
 from slac.messages import (
+    ZERO_ID,
     AttenCharInd,
     AttenCharRsp,
     Frame,
@@ -48,11 +72,29 @@ from slac.messages import (
     SlacParmReq,
     StartAttenCharInd,
 )
-from slac.utils import MacAddress
+from slac.utils import MacAddress, nid_from_nmk
 
 logger = logging.getLogger(__name__)
 
 BROADCAST = MacAddress(enums.BROADCAST_MAC)
+
+#: The values of :attr:`EvConfig.choice`.
+CHOICES = ("lowest", "first")
+
+#: Pause between a failed attempt and the next (:attr:`EvConfig.attempt_pause`). ISO 15118-3
+#: asks for TT_matching_rate (0.4 s) at least (V2G3-A09-124). ISO 15118-5 test systems
+#: (TC_EVCC_CMN_VTB_CmSlacParm_010) listen, after the last CM_SLAC_PARM.REQ of a failed
+#: attempt, for TT_match_response + 2 x 0.25 s (0.7 s) of silence, then start a timer of
+#: TT_matching_rate + 0.25 s within which the new matching process must come (1.35 s after
+#: the last request), and do not stop that timer when its first request arrives. The
+#: attempt fails TT_match_response after its last REQ; TT_matching_rate + TT_match_response
+#: more puts the next attempt's first REQ 0.8 s after the last one, and its third at 1.2 s:
+#: the whole attempt inside the window.
+ATTEMPT_PAUSE = enums.TT_MATCHING_RATE + enums.TT_MATCH_RESPONSE
+
+#: HomePlug AV security levels a NID may carry (bits 4-5 of its last byte): 0 simple
+#: connect (what every SLAC stack sends), 1 secure. 2 and 3 are reserved.
+NID_SECURITY_LEVELS = (enums.SECURITY_LEVEL_SIMPLE_CONNECT, enums.SECURITY_LEVEL_SECURE)
 
 
 @dataclass
@@ -60,6 +102,7 @@ class EvConfig:
     """The EV's timers and limits (ISO 15118-3 defaults)."""
 
     match_response_timeout: float = enums.TT_MATCH_RESPONSE
+    #: Resends of CM_SLAC_PARM.REQ and CM_SLAC_MATCH.REQ after the first (C_EV_match_retry).
     match_retries: int = enums.C_EV_MATCH_RETRY
     atten_results_timeout: float = enums.TT_EV_ATTEN_RESULTS
     batch_interval: float = enums.TP_EV_BATCH_MSG_INTERVAL
@@ -67,8 +110,15 @@ class EvConfig:
     start_atten_char_copies: int = enums.C_EV_START_ATTEN_CHAR_INDS
     #: Highest average attenuation (dB) accepted for a match (open-plc-utils: 40).
     atten_limit: float = 40.0
-    attempts: int = enums.C_CONN_MAX_MATCH
-    matching_rate: float = enums.TT_MATCHING_RATE
+    #: At most this many attempts (None: as many as ``matching_repetition`` allows).
+    attempts: Optional[int] = None
+    #: Pause after a failed attempt, before the next one (see :data:`ATTEMPT_PAUSE`).
+    attempt_pause: float = ATTEMPT_PAUSE
+    #: TT_matching_repetition: failed attempts are repeated while this runs (from start).
+    matching_repetition: float = enums.TT_MATCHING_REPETITION
+    #: EVSEs kept per attempt (CM_SLAC_PARM.CNF senders); later ones are ignored, so a flood
+    #: of confirmations cannot grow the EV's state.
+    max_candidates: int = 16
     #: How the EVSE is chosen among those that sent CM_ATTEN_CHAR.IND:
     #: ``"lowest"`` (ISO 15118-3): wait for every EVSE that confirmed (or TT_EV_atten_results),
     #: then the lowest average attenuation under ``atten_limit``.
@@ -76,19 +126,36 @@ class EvConfig:
     #: waiting for the others. This is how naive EVs behave (Qualcomm's ``pev``, EVerest's EV
     #: state machine, pyPLC); it is meant for simulations of such cars, not for a real vehicle.
     choice: str = "lowest"
+    #: Not conformant, off by default: accept a CM_SLAC_MATCH.CNF whose NID is not derived
+    #: from its NMK and whose PEV_ID/EVSE_ID are not zero (pyPLC's EVSE sends the fixed NID
+    #: 01020304050607, Qualcomm's ``evse`` its station identifier; real cars take both).
+    #: Every other field is still checked.
+    accept_nonstandard_match_cnf: bool = False
 
     def __post_init__(self) -> None:
+        problems: dict[str, str] = {}
         if self.choice not in CHOICES:
-            raise ConfigError(
-                {
-                    "EvConfig.choice": f"{self.choice!r} is not one of "
-                    + ", ".join(repr(c) for c in CHOICES)
-                }
+            problems["EvConfig.choice"] = f"{self.choice!r} is not one of " + ", ".join(
+                repr(c) for c in CHOICES
             )
-
-
-#: The values of :attr:`EvConfig.choice`.
-CHOICES = ("lowest", "first")
+        if self.attempts is not None and self.attempts < 1:
+            problems["EvConfig.attempts"] = f"{self.attempts} is not None or at least 1"
+        if self.max_candidates < 1:
+            problems["EvConfig.max_candidates"] = f"{self.max_candidates} is not at least 1"
+        if self.match_retries < 0:
+            problems["EvConfig.match_retries"] = f"{self.match_retries} is negative"
+        if not 1 <= self.num_sounds <= 255:
+            problems["EvConfig.num_sounds"] = f"{self.num_sounds} is not 1 to 255"
+        if self.attempt_pause < enums.TT_MATCHING_RATE:
+            problems["EvConfig.attempt_pause"] = (
+                f"{self.attempt_pause:g} s is shorter than TT_matching_rate "
+                f"({enums.TT_MATCHING_RATE:g} s)"
+            )
+        for name in ("match_response_timeout", "atten_results_timeout", "matching_repetition"):
+            if getattr(self, name) <= 0:
+                problems[f"EvConfig.{name}"] = f"{getattr(self, name)} is not positive"
+        if problems:
+            raise ConfigError(problems)
 
 
 class EvState(Enum):
@@ -145,6 +212,109 @@ class EvMatchingFailed:
 EvEvent = Union[EvseChosen, EvMatched, EvAttemptFailed, EvMatchingFailed]
 
 
+# --- validation: what ISO 15118-3 fixes, as the ISO 15118-5 EVCC cases check it ---------------
+
+
+def header_problem(frame: Frame) -> Optional[str]:
+    """Why a SLAC frame's HomePlug header is not one to act on (None: it is)."""
+    header = frame.homeplug
+    if header.mmv != enums.MMV_HPAV_1_1:
+        return f"MMV {header.mmv} is not 1"
+    if header.fmi != 0 or header.fmsn != 0:
+        return f"fragmented (FMI 0x{header.fmi:02X}, FMSN {header.fmsn})"
+    return None
+
+
+def _types_problem(application_type: int, security_type: int) -> Optional[str]:
+    if application_type != enums.APPLICATION_TYPE_PEV_EVSE:
+        return f"APPLICATION_TYPE {application_type} is not PEV-EVSE (0)"
+    if security_type != enums.SECURITY_TYPE_NONE:
+        return f"SECURITY_TYPE {security_type} is not 0"
+    return None
+
+
+def parm_cnf_problem(cnf: SlacParmCnf, ev_mac: MacAddress, run_id: bytes) -> Optional[str]:
+    """Why a CM_SLAC_PARM.CNF is invalid for this EV's run (None: it is valid).
+
+    The values are the ones ISO 15118-3 fixes for the EVSE's answer; an EVSE that asks for
+    another number of sounds or another sounding window is not one this EV sounds for.
+    """
+    problem = _types_problem(cnf.application_type, cnf.security_type)
+    if problem:
+        return problem
+    if cnf.run_id != run_id:
+        return f"RunID {cnf.run_id.hex()} is not this run's"
+    if cnf.msound_target != BROADCAST:
+        return f"M-SOUND_TARGET {cnf.msound_target} is not broadcast"
+    if cnf.num_sounds != enums.C_EV_MATCH_MNBC:
+        return f"NUM_SOUNDS {cnf.num_sounds} is not C_EV_match_MNBC ({enums.C_EV_MATCH_MNBC})"
+    time_out = round(enums.TT_EVSE_MATCH_MNBC / enums.TIME_OUT_UNIT)
+    if cnf.time_out != time_out:
+        return f"Time_Out {cnf.time_out} is not TT_EVSE_match_MNBC ({time_out})"
+    if cnf.resp_type != enums.RESP_TYPE_OTHER_GP_STA:
+        return f"RESP_TYPE {cnf.resp_type} is not 1"
+    if cnf.forwarding_sta != ev_mac:
+        return f"FORWARDING_STA {cnf.forwarding_sta} is not this EV"
+    return None
+
+
+def atten_char_problem(
+    ind: AttenCharInd, ev_mac: MacAddress, run_id: bytes, sounds_sent: int
+) -> Optional[str]:
+    """Why a CM_ATTEN_CHAR.IND is invalid for this EV's run (None: it is valid)."""
+    problem = _types_problem(ind.application_type, ind.security_type)
+    if problem:
+        return problem
+    if ind.source_address != ev_mac:
+        return f"SOURCE_ADDRESS {ind.source_address} is not this EV"
+    if ind.run_id != run_id:
+        return f"RunID {ind.run_id.hex()} is not this run's"
+    if ind.source_id != ZERO_ID:
+        return f"SOURCE_ID {ind.source_id.hex()} is not zero"
+    if ind.resp_id != ZERO_ID:
+        return f"RESP_ID {ind.resp_id.hex()} is not zero"
+    if not 1 <= ind.num_sounds <= sounds_sent:
+        return f"NUM_SOUNDS {ind.num_sounds} is not 1 to the {sounds_sent} sounds sent"
+    if len(ind.aag) != enums.NUM_GROUPS:
+        return f"NumGroups {len(ind.aag)} is not {enums.NUM_GROUPS}"
+    return None
+
+
+def match_cnf_problem(
+    cnf: SlacMatchCnf,
+    ev_mac: MacAddress,
+    evse_mac: MacAddress,
+    run_id: bytes,
+    *,
+    lenient: bool = False,
+) -> Optional[str]:
+    """Why a CM_SLAC_MATCH.CNF is invalid for this EV's match (None: it is valid).
+
+    ``lenient`` (:attr:`EvConfig.accept_nonstandard_match_cnf`) skips the checks of PEV_ID,
+    EVSE_ID and of the NID against the NMK.
+    """
+    problem = _types_problem(cnf.application_type, cnf.security_type)
+    if problem:
+        return problem
+    if cnf.mvf_length != enums.MATCH_CNF_MVF_LENGTH:
+        return f"MVFLength 0x{cnf.mvf_length:04X} is not 0x{enums.MATCH_CNF_MVF_LENGTH:04X}"
+    if cnf.pev_mac != ev_mac:
+        return f"PEV_MAC {cnf.pev_mac} is not this EV"
+    if cnf.evse_mac != evse_mac:
+        return f"EVSE_MAC {cnf.evse_mac} is not the chosen EVSE"
+    if cnf.run_id != run_id:
+        return f"RunID {cnf.run_id.hex()} is not this run's"
+    if lenient:
+        return None
+    if cnf.pev_id != ZERO_ID:
+        return f"PEV_ID {cnf.pev_id.hex()} is not zero"
+    if cnf.evse_id != ZERO_ID:
+        return f"EVSE_ID {cnf.evse_id.hex()} is not zero"
+    if all(nid_from_nmk(cnf.nmk, level) != cnf.nid for level in NID_SECURITY_LEVELS):
+        return f"NID {cnf.nid.hex()} is not derived from the NMK (security level 0 or 1)"
+    return None
+
+
 class EvMatcher:
     """ISO 15118-3 SLAC, EV side, without I/O."""
 
@@ -163,11 +333,14 @@ class EvMatcher:
         self.state = EvState.IDLE
         self.attempt = 0
         self.run_id = bytes(8)
+        #: EVSEs that sent a valid CM_SLAC_PARM.CNF this attempt, in that order (bounded).
         self.candidates: dict[bytes, EvseCandidate] = {}
         self._reported: list[EvseCandidate] = []  # in the order the indications came
+        self._candidates_full = False
         self.chosen: Optional[EvseChosen] = None
         self.result: Optional[EvMatched] = None
         self._deadline: Optional[float] = None
+        self._repetition_deadline = 0.0
         self._sends_left = 0
         self._to_send: list[Message] = []  # sounding: start indications, then sounds
         self._results_deadline = 0.0
@@ -191,9 +364,10 @@ class EvMatcher:
     # --- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Begin matching (a new plug-in)."""
+        """Begin matching (a new plug-in); TT_matching_repetition starts now."""
         self.attempt = 0
         self.result = None
+        self._repetition_deadline = now + self.config.matching_repetition
         self._begin_attempt(now)
 
     def stop(self) -> None:
@@ -204,11 +378,16 @@ class EvMatcher:
         message = frame.message
         if frame.dst != self.ev_mac:
             return  # broadcasts of other EVs (their sounds) are not for us
-        if isinstance(message, SlacParmCnf):
+        if not isinstance(message, (SlacParmCnf, AttenCharInd, SlacMatchCnf)):
+            return
+        problem = header_problem(frame)
+        if problem:
+            self._ignore(frame, problem)
+        elif isinstance(message, SlacParmCnf):
             self._on_parm_cnf(frame, message, now)
         elif isinstance(message, AttenCharInd):
             self._on_atten_char(frame, message, now)
-        elif isinstance(message, SlacMatchCnf):
+        else:
             self._on_match_cnf(frame, message, now)
 
     def handle_timer(self, now: float) -> None:
@@ -230,7 +409,7 @@ class EvMatcher:
             if self._sends_left > 0:
                 self._send_match_req(now)
             else:
-                self._attempt_failed(now, "no CM_SLAC_MATCH.CNF from the chosen EVSE")
+                self._attempt_failed(now, "no valid CM_SLAC_MATCH.CNF from the chosen EVSE")
         elif state is EvState.PAUSED:
             self._begin_attempt(now)
 
@@ -241,6 +420,7 @@ class EvMatcher:
         self.run_id = self._run_id_source()
         self.candidates = {}
         self._reported = []
+        self._candidates_full = False
         self.chosen = None
         self.state = EvState.PARM
         self._sends_left = 1 + self.config.match_retries
@@ -253,14 +433,28 @@ class EvMatcher:
         self._deadline = now + self.config.match_response_timeout
 
     def _on_parm_cnf(self, frame: Frame, cnf: SlacParmCnf, now: float) -> None:
-        if cnf.run_id != self.run_id or self.state not in (EvState.PARM, EvState.SOUNDING):
+        if self.state not in (EvState.PARM, EvState.SOUNDING):
+            self._ignore(frame, f"not expected while {self.state.value}")
             return
-        if cnf.application_type != 0 or cnf.security_type != 0:
+        problem = parm_cnf_problem(cnf, self.ev_mac, self.run_id)
+        if problem:
+            self._ignore(frame, problem)
             return
         key = bytes(frame.src)
-        if key not in self.candidates:
-            self.candidates[key] = EvseCandidate(frame.src)
-            self.log.info("CM_SLAC_PARM.CNF from EVSE %s", frame.src)
+        if key in self.candidates:
+            return
+        if len(self.candidates) >= self.config.max_candidates:
+            if not self._candidates_full:
+                self._candidates_full = True
+                self.log.warning(
+                    "more than %d EVSEs confirmed RunID %s: later confirmations are ignored "
+                    "(the candidate list is full)",
+                    self.config.max_candidates,
+                    self.run_id.hex(),
+                )
+            return
+        self.candidates[key] = EvseCandidate(frame.src)
+        self.log.info("CM_SLAC_PARM.CNF from EVSE %s", frame.src)
 
     def _begin_sounding(self, now: float) -> None:
         self.state = EvState.SOUNDING
@@ -287,17 +481,25 @@ class EvMatcher:
                 self._choose(now)
 
     def _on_atten_char(self, frame: Frame, ind: AttenCharInd, now: float) -> None:
-        if ind.run_id != self.run_id or self.state not in (
-            EvState.SOUNDING,
-            EvState.RESULTS,
-            EvState.MATCH,
-        ):
+        if self.state not in (EvState.SOUNDING, EvState.RESULTS, EvState.MATCH):
+            self._ignore(frame, f"not expected while {self.state.value}")
             return
-        # Every indication is acknowledged, also a resent one.
+        problem = atten_char_problem(ind, self.ev_mac, self.run_id, self.config.num_sounds)
+        if problem:
+            self._ignore(frame, problem)
+            return
+        candidate = self.candidates.get(bytes(frame.src))
+        if candidate is None:
+            self._ignore(frame, "the sender did not confirm this run's CM_SLAC_PARM.REQ")
+            return
+        if self.state is EvState.MATCH and candidate.average is None:
+            self._ignore(frame, "the first from this EVSE, after the choice was made")
+            return
+        # A resent indication (our RSP was lost) is acknowledged again, counted once.
         self._outgoing.append(
             Outgoing(frame.src, AttenCharRsp(source_address=self.ev_mac, run_id=self.run_id))
         )
-        if self.state is EvState.MATCH or not ind.aag:
+        if candidate.average is not None:
             return
         average = sum(ind.aag) / len(ind.aag)
         candidate = EvseCandidate(frame.src, average, ind)
@@ -344,6 +546,7 @@ class EvMatcher:
                 f"(choice 'first'): {first.mac} {first.average:.1f} dB",
             )
             return
+        # min() keeps the first of equals: on a tie, the EVSE that confirmed first
         best = min(measured, key=lambda c: c.average if c.average is not None else 0.0)
         assert best.average is not None
         summary = ", ".join(
@@ -382,10 +585,20 @@ class EvMatcher:
 
     def _on_match_cnf(self, frame: Frame, cnf: SlacMatchCnf, now: float) -> None:
         if self.state is not EvState.MATCH or self.chosen is None:
+            self._ignore(frame, f"not expected while {self.state.value}")
             return
-        if frame.src != self.chosen.evse_mac or cnf.run_id != self.run_id:
+        if frame.src != self.chosen.evse_mac:
+            self._ignore(frame, "not from the chosen EVSE")
             return
-        if cnf.pev_mac != self.ev_mac or cnf.evse_mac != self.chosen.evse_mac:
+        problem = match_cnf_problem(
+            cnf,
+            self.ev_mac,
+            self.chosen.evse_mac,
+            self.run_id,
+            lenient=self.config.accept_nonstandard_match_cnf,
+        )
+        if problem:
+            self._ignore(frame, problem)
             return
         self.state = EvState.MATCHED
         self._deadline = None
@@ -395,7 +608,8 @@ class EvMatcher:
 
     def _attempt_failed(self, now: float, reason: str) -> None:
         self._events.append(EvAttemptFailed(self.attempt, reason))
-        if self.attempt >= self.config.attempts:
+        capped = self.config.attempts is not None and self.attempt >= self.config.attempts
+        if capped or now >= self._repetition_deadline:
             self.state = EvState.FAILED
             self._deadline = None
             self.log.warning("matching failed after %d attempts: %s", self.attempt, reason)
@@ -403,4 +617,8 @@ class EvMatcher:
             return
         self.log.info("attempt %d failed: %s", self.attempt, reason)
         self.state = EvState.PAUSED
-        self._deadline = now + self.config.matching_rate
+        self._deadline = now + self.config.attempt_pause
+
+    def _ignore(self, frame: Frame, reason: str) -> None:
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("ignored %s from %s: %s", frame.message.name, frame.src, reason)
