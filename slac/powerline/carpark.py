@@ -19,7 +19,8 @@ What an EVSE host does, as the service (:class:`slac.session.SlacSessionControll
 
 - at start-up it gives its modem a key (CM_SET_KEY.REQ through the medium; the modem
   confirms at once: the key is modelled as set instantly, then ``key_settle`` seconds of
-  settling, 0 by default, where the real service waits ``SET_KEY_SETTLE_TIME``);
+  settling, 0 by default, where the real service waits ``SET_KEY_SETTLE_TIME``); the
+  modem's answers tell the machine its address (``modem_mac``: only it sends profiles);
 - control pilot B when a car plugs in: ``cp_state_changed("B")``, then ``start(now)`` once
   the modem's key is set; that is when the car sees 5 % PWM (``enable_hlc_charging``);
 - after ``Matched``, VS_PL_LINK_STATUS polls every ``LINK_CHECK_PERIOD`` until the link is up;
@@ -52,16 +53,19 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from slac.enums import (
-    C_CONN_MAX_MATCH,
-    PLC_LOCAL_MAC,
-    RUN_ID_LEN,
-    TT_MATCHING_RATE,
-)
+from slac.enums import PLC_LOCAL_MAC, RUN_ID_LEN, TT_MATCHING_REPETITION
 from slac.environment import Config
 from slac.errors import DecodeError
-from slac.fsm.ev import CHOICES, EvConfig, EvEvent, EvMatched, EvMatcher, EvMatchingFailed
-from slac.fsm.events import Event, Matched, MatchingFailed
+from slac.fsm.ev import (
+    ATTEMPT_PAUSE,
+    CHOICES,
+    EvConfig,
+    EvEvent,
+    EvMatched,
+    EvMatcher,
+    EvMatchingFailed,
+)
+from slac.fsm.events import Event, Matched, MatchingFailed, Outgoing
 from slac.fsm.evse import EvseMatcher
 from slac.messages import (
     Frame,
@@ -114,8 +118,12 @@ class CarSpec:
     #: stays plugged this long after plug-in (and at least until its plug-in is resolved)
     dwell: float = 120.0
     atten_limit: float = 40.0
-    attempts: int = C_CONN_MAX_MATCH
-    matching_rate: float = TT_MATCHING_RATE
+    #: at most this many attempts (None: as many as ``matching_repetition`` allows)
+    attempts: Optional[int] = None
+    #: the pause after a failed attempt (at least TT_matching_rate)
+    attempt_pause: float = ATTEMPT_PAUSE
+    #: TT_matching_repetition: failed attempts are repeated while this runs
+    matching_repetition: float = TT_MATCHING_REPETITION
 
     def __post_init__(self) -> None:
         if self.choice not in CHOICES:
@@ -324,8 +332,8 @@ def percentile(sorted_values: Sequence[float], p: float) -> Optional[float]:
 class _SimLog(_LogBase):
     """Log lines prefixed with the simulated time and the host."""
 
-    def __init__(self, park: Carpark, who: str) -> None:
-        super().__init__(logging.getLogger(f"{__name__}.{who.rstrip('0123456789')}"), {})
+    def __init__(self, park: Carpark, who: str, role: str) -> None:
+        super().__init__(logging.getLogger(f"{__name__}.{role}"), {})
         self.park = park
         self.who = who
 
@@ -353,11 +361,24 @@ class _Host:
     def _handle_timer(self, now: float) -> None:
         raise NotImplementedError
 
-    def _flush(self) -> None:
+    def _outputs(self) -> tuple[list[Outgoing], Sequence[object]]:
+        """The machine's frames to send and events since the last call."""
+        raise NotImplementedError
+
+    def _on_event(self, event: Any) -> None:
         raise NotImplementedError
 
     def receive(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def _flush(self) -> None:
+        """After every input: send what the machine wants sent, act on its events, re-arm."""
+        frames, events = self._outputs()
+        for item in frames:
+            self._send(item.dst, item.message)
+        for event in events:
+            self._on_event(event)
+        self._arm()
 
     def _arm(self) -> None:
         deadline = self._deadline()
@@ -408,7 +429,7 @@ class _Evse(_Host):
         self.config = park.config
         nmk = park._new_key(index)
         self.matcher = EvseMatcher(
-            self.mac, nmk, nid_from_nmk(nmk), self.config, log=_SimLog(park, self.name)
+            self.mac, nmk, nid_from_nmk(nmk), self.config, log=_SimLog(park, self.name, EVSE)
         )
         self.car: Optional[_Car] = None
         self.plug_in: Optional[PlugIn] = None
@@ -438,12 +459,8 @@ class _Evse(_Host):
     def _handle_timer(self, now: float) -> None:
         self.matcher.handle_timer(now)
 
-    def _flush(self) -> None:
-        for item in self.matcher.frames_to_send():
-            self._send(item.dst, item.message)
-        for event in self.matcher.events():
-            self._on_event(event)
-        self._arm()
+    def _outputs(self) -> tuple[list[Outgoing], Sequence[object]]:
+        return self.matcher.frames_to_send(), self.matcher.events()
 
     def receive(self, data: bytes) -> None:
         if not data[0] & 1 and data[0:6] != self.mac:
@@ -452,10 +469,13 @@ class _Evse(_Host):
         if frame is None:
             return
         message = frame.message
-        if isinstance(message, SetKeyCnf):
-            self._on_set_key_cnf(message)
-        elif isinstance(message, VsPlLinkStatusCnf):
-            self._on_link_status(message)
+        if isinstance(message, (SetKeyCnf, VsPlLinkStatusCnf)):
+            # the modem's own address, from its answers: only it may send profiles
+            self.matcher.modem_mac = frame.src
+            if isinstance(message, SetKeyCnf):
+                self._on_set_key_cnf(message)
+            else:
+                self._on_link_status(message)
         else:
             self.matcher.receive_frame(frame, self.park.now)
             self._flush()
@@ -586,7 +606,7 @@ class _Car(_Host):
             self.mac,
             ev_config(spec),
             run_id_source=self._run_id_source(random.Random(park.rng.getrandbits(64))),
-            log=_SimLog(park, self.name),
+            log=_SimLog(park, self.name, EV),
         )
         self.events: list[EvEvent] = []
 
@@ -637,12 +657,8 @@ class _Car(_Host):
     def _handle_timer(self, now: float) -> None:
         self.matcher.handle_timer(now)
 
-    def _flush(self) -> None:
-        for item in self.matcher.frames_to_send():
-            self._send(item.dst, item.message)
-        for event in self.matcher.events():
-            self._on_event(event)
-        self._arm()
+    def _outputs(self) -> tuple[list[Outgoing], Sequence[object]]:
+        return self.matcher.frames_to_send(), self.matcher.events()
 
     def receive(self, data: bytes) -> None:
         if not self.present:
@@ -678,7 +694,8 @@ def ev_config(spec: CarSpec) -> EvConfig:
     return EvConfig(
         atten_limit=spec.atten_limit,
         attempts=spec.attempts,
-        matching_rate=spec.matching_rate,
+        attempt_pause=spec.attempt_pause,
+        matching_repetition=spec.matching_repetition,
         choice=spec.choice,
     )
 
