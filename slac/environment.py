@@ -80,12 +80,15 @@ class Config:
     set_key_settle_time: float = 10.0
     #: CM_SET_KEY.CNF Result values that mean "accepted" (QCA: 1; HomePlug text: 0).
     set_key_result_ok: tuple[int, ...] = (enums.SET_KEY_RESULT_QCA_SUCCESS,)
-    #: Give the modem a fresh key (leave the logical network) when the EV leaves.
+    #: Give the modem a fresh key (leave the logical network) when the EV leaves; False:
+    #: when the next EV plugs in.
     reset_key_on_unplug: bool = True
     #: After a match, ask the modem for its link status this often (0: never).
     link_check_period: float = 1.0
     #: TT_match_join: the EV's modem must join the logical network within this time.
     link_join_timeout: float = enums.TT_MATCH_JOIN
+    #: Link supervision: polls in a row the modem may leave unanswered (0: any number).
+    link_check_max_unanswered: int = 10
     log_level: str = "INFO"
     #: "text" (human lines) or "json" (one JSON object per line).
     log_format: str = "text"
@@ -391,8 +394,10 @@ VARIABLES: tuple[Variable, ...] = (
         "RESET_KEY_ON_UNPLUG",
         "reset_key_on_unplug",
         "bool",
-        "Leave the logical network (fresh NMK to the modem) when the EV unplugs; "
-        "false spares the modem's flash",
+        "Leave the logical network (fresh NMK to the modem) as soon as an EV that received "
+        "the key unplugs; false: the fresh key is set when the next EV plugs in instead (that "
+        "plug-in waits for it, SET_KEY_SETTLE_TIME included). Either way no EV receives a key "
+        "an earlier EV received",
         lambda env, n, d: env.bool(n, d),
         "true",
     ),
@@ -416,6 +421,17 @@ VARIABLES: tuple[Variable, ...] = (
         _seconds,
         "12",
         _positive,
+    ),
+    Variable(
+        "LINK_CHECK_MAX_UNANSWERED",
+        "link_check_max_unanswered",
+        "count",
+        "Link supervision: VS_PL_LINK_STATUS polls in a row the modem may leave unanswered "
+        "(a busy modem) before the link counts as lost; an unanswered poll never counts as "
+        "link down; 0: never",
+        lambda env, n, d: env.int(n, d),
+        "10",
+        _not_negative,
     ),
     Variable(
         "LOG_LEVEL",

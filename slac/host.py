@@ -1,8 +1,10 @@
-"""A host attached to its GreenPHY modem: the raw socket, frame dispatch, one timer, and the
-requests a host makes to its own modem (CM_SET_KEY, VS_PL_LINK_STATUS).
+"""A host attached to its GreenPHY modem: the raw socket, frame dispatch and one timer.
 
-EVSE and EV sessions each own one :class:`ModemHost`; their state machines see only the
-frames that are not answers to the host's own modem requests.
+EVSE and EV sessions each own one :class:`ModemHost`. The modem's answers to the host's own
+requests (CM_SET_KEY.CNF, VS_PL_LINK_STATUS.CNF) go to ``on_modem_answer`` (the driver's
+:class:`~slac.fsm.modem.ModemMachine`), never to the matcher; every other frame goes to
+``on_frame``. What the requests mean (retries, waits, results) is decided in
+:mod:`slac.fsm.modem`, not here.
 """
 
 from __future__ import annotations
@@ -11,22 +13,15 @@ import asyncio
 import logging
 from typing import Any, Callable, Optional, Union
 
-from slac.enums import PLC_LOCAL_MAC
-from slac.errors import DecodeError, ModemError, ModemTimeoutError
-from slac.messages import (
-    Frame,
-    Message,
-    SetKeyCnf,
-    SetKeyReq,
-    VsPlLinkStatusCnf,
-    VsPlLinkStatusReq,
-    decode_frame,
-)
+from slac.errors import DecodeError
+from slac.fsm.modem import MODEM_ANSWERS, KeyNotSet, KeySet, ModemMachine, ModemSettings
+from slac.messages import Frame, Message, decode_frame
 from slac.sockets.async_linux_socket import RawSocket
 from slac.utils import MacAddress
 
 Log = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
 FrameObserver = Callable[[bytes, float, bool], None]
+FrameHandler = Callable[[Frame, float], None]
 
 
 class ModemHost:
@@ -35,9 +30,10 @@ class ModemHost:
     def __init__(
         self,
         interface: str,
-        on_frame: Callable[[Frame, float], None],
+        on_frame: FrameHandler,
         log: Log,
         *,
+        on_modem_answer: Optional[FrameHandler] = None,
         sudo_hint: str = "`make run-local-sudo-single`",
         netns: Optional[str] = None,
     ) -> None:
@@ -47,10 +43,12 @@ class ModemHost:
         self.mac: Optional[MacAddress] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._on_frame_cb = on_frame
+        #: where the modem's answers go (a driver's ModemMachine); None: dropped (DEBUG)
+        self.on_modem_answer = on_modem_answer
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_deadline: Optional[float] = None
-        self._set_key_waiter: Optional[asyncio.Future[SetKeyCnf]] = None
-        self._link_waiter: Optional[asyncio.Future[VsPlLinkStatusCnf]] = None
+        #: the machine of a running :meth:`set_modem_key` call, and how to pump it
+        self._helper: Optional[tuple[ModemMachine, FrameHandler]] = None
         #: Called with (frame bytes, loop time, sent?) for every frame in and out.
         self.observers: list[FrameObserver] = []
 
@@ -98,16 +96,13 @@ class ModemHost:
         except DecodeError as exc:
             self.log.debug("undecodable frame ignored: %s", exc)
             return
-        message = frame.message
-        if isinstance(message, SetKeyCnf):
-            if self._set_key_waiter is not None and not self._set_key_waiter.done():
-                self._set_key_waiter.set_result(message)
+        if isinstance(frame.message, MODEM_ANSWERS):
+            if self._helper is not None:
+                self._helper[1](frame, now)
+            elif self.on_modem_answer is not None:
+                self.on_modem_answer(frame, now)
             else:
-                self.log.debug("unexpected CM_SET_KEY.CNF ignored")
-            return
-        if isinstance(message, VsPlLinkStatusCnf):
-            if self._link_waiter is not None and not self._link_waiter.done():
-                self._link_waiter.set_result(message)
+                self.log.debug("%s ignored: no request is waiting", frame.message.name)
             return
         self._on_frame_cb(frame, now)
 
@@ -133,7 +128,7 @@ class ModemHost:
         self._timer = None
         self._timer_deadline = None
 
-    # --- requests to the local modem ----------------------------------------------------------
+    # --- a request to the local modem, for drivers without a ModemMachine -------------------
 
     async def set_modem_key(
         self,
@@ -144,64 +139,53 @@ class ModemHost:
         retries: int,
         accepted: tuple[int, ...],
     ) -> None:
-        """CM_SET_KEY.REQ to the local modem until it confirms.
+        """CM_SET_KEY.REQ to the local modem until it confirms (a :class:`ModemMachine`
+        driven for this one call, with a timer of its own).
 
-        The wait doubles at each resend. Raises :class:`ModemTimeoutError` without an answer
-        and :class:`ModemError` when the Result is not in ``accepted``.
+        The wait doubles at each resend. Raises :class:`~slac.errors.ModemTimeoutError`
+        without an answer and :class:`~slac.errors.ModemError` when the Result is not in
+        ``accepted``.
         """
         self.open()
-        assert self.loop is not None
-        assert self.mac is not None
-        frame = SetKeyReq(nid=nid, new_key=nmk).to_frame(PLC_LOCAL_MAC, self.mac)
-        attempts = 1 + retries
-        waited = 0.0
-        cnf: Optional[SetKeyCnf] = None
-        for attempt in range(1, attempts + 1):
-            waiter: asyncio.Future[SetKeyCnf] = self.loop.create_future()
-            self._set_key_waiter = waiter
-            self.send_frame(frame)
+        loop, mac = self.loop, self.mac
+        assert loop is not None and mac is not None
+        machine = ModemMachine(mac, ModemSettings(timeout, retries, accepted), log=self.log)
+        done: asyncio.Future[Union[KeySet, KeyNotSet]] = loop.create_future()
+        timer: Optional[asyncio.TimerHandle] = None
+
+        def pump() -> None:
+            nonlocal timer
             try:
-                cnf = await asyncio.wait_for(waiter, timeout)
-                break
-            except asyncio.TimeoutError:
-                waited += timeout
-                self.log.warning(
-                    "no CM_SET_KEY.CNF from the modem within %.1f s (attempt %d/%d)",
-                    timeout,
-                    attempt,
-                    attempts,
-                )
-                timeout *= 2
-            finally:
-                self._set_key_waiter = None
-        if cnf is None:
-            raise ModemTimeoutError(
-                f"the modem on {self.interface} did not answer CM_SET_KEY.REQ "
-                f"({attempts} attempts, {waited:.1f} s); check that the GreenPHY modem is "
-                "connected and powered"
-            )
-        if cnf.result not in accepted:
-            ok = ", ".join(str(v) for v in accepted)
-            raise ModemError(
-                f"the modem on {self.interface} refused the key: CM_SET_KEY.CNF "
-                f"Result {cnf.result} (accepted: {ok}; set SET_KEY_RESULT_OK if "
-                "this modem reports success differently)"
-            )
+                for item in machine.frames_to_send():
+                    self.send(item.message, item.dst)
+            except OSError as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            for event in machine.events():
+                if isinstance(event, (KeySet, KeyNotSet)) and not done.done():
+                    done.set_result(event)
+            if timer is not None:
+                timer.cancel()
+            deadline = machine.deadline
+            timer = None if deadline is None else loop.call_at(deadline, on_timer)
 
-    async def link_status(self, timeout: float) -> Optional[bool]:
-        """Ask the local modem (VS_PL_LINK_STATUS) whether it is in a logical network.
+        def on_timer() -> None:
+            machine.handle_timer(loop.time())
+            pump()
 
-        None when it does not answer within ``timeout``.
-        """
-        self.open()
-        assert self.loop is not None
-        waiter: asyncio.Future[VsPlLinkStatusCnf] = self.loop.create_future()
-        self._link_waiter = waiter
+        def on_answer(frame: Frame, now: float) -> None:
+            machine.receive_frame(frame, now)
+            pump()
+
+        self._helper = (machine, on_answer)
         try:
-            self.send(VsPlLinkStatusReq(), PLC_LOCAL_MAC)
-            cnf = await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
-            return None
+            machine.set_key(nmk, nid, loop.time())
+            pump()
+            outcome = await done
         finally:
-            self._link_waiter = None
-        return cnf.linked
+            self._helper = None
+            if timer is not None:
+                timer.cancel()
+        if isinstance(outcome, KeyNotSet):
+            raise outcome.error(self.interface)

@@ -1,9 +1,10 @@
 """The asyncio glue and the public API: sessions per EVSE and the controller users subclass.
 
 - :class:`SlacSession` holds one EVSE's data (state, key, matched EV).
-- :class:`SlacEvseSession` adds the I/O: a raw socket on the EVSE's interface, the local
-  modem's key (:meth:`~SlacEvseSession.evse_set_key`), and the sans-IO
-  :class:`~slac.fsm.evse.EvseMatcher`, driven by frames as they arrive and one timer.
+- :class:`SlacEvseSession` adds the I/O: a raw socket on the EVSE's interface and two sans-IO
+  machines, :class:`~slac.fsm.evse.EvseMatcher` (matching) and
+  :class:`~slac.fsm.modem.ModemMachine` (the local modem's key, link supervision), driven by
+  frames as they arrive and one timer, armed at the earlier of their deadlines.
 - :class:`SlacSessionController` turns control-pilot states into matching tasks and tells
   the application what happens through hooks that subclasses override.
 
@@ -23,7 +24,7 @@ from enum import Enum
 from typing import Any, Callable, Optional, Union
 
 from slac.environment import Config
-from slac.errors import ConfigError, SlacError
+from slac.errors import ConfigError, SlacError, TransportError
 from slac.fsm.events import (
     Event,
     Matched,
@@ -32,6 +33,15 @@ from slac.fsm.events import (
     Stopped,
 )
 from slac.fsm.evse import EvseMatcher, parse_cp_state
+from slac.fsm.modem import (
+    KeyNotSet,
+    KeySet,
+    LinkLost,
+    LinkStatus,
+    ModemEvent,
+    ModemFound,
+    ModemMachine,
+)
 from slac.host import ModemHost
 from slac.messages import Frame
 from slac.pcap import SharedPcap
@@ -57,6 +67,27 @@ class SessionState(str, Enum):
 
 class MatchingFailedError(SlacError):
     """Matching ended without a match (every attempt failed, or it was stopped)."""
+
+
+class RestartCause(Enum):
+    """Why matching starts again within one plug-in, without a CP cycle."""
+
+    #: link supervision found the link to the EV lost
+    LINK_LOST = "link lost"
+    #: the HLC side asked for it (:meth:`SlacSessionController.restart_matching`)
+    REQUESTED = "requested"
+
+
+@dataclass(frozen=True)
+class MatchingRestart:
+    """For the matching task: leave the logical network and match again, and why."""
+
+    cause: RestartCause
+    reason: str
+
+
+TaskItem = Union[Event, MatchingRestart]
+ModemWaiter = tuple[tuple[type, ...], "asyncio.Future[ModemEvent]"]
 
 
 @dataclass(frozen=True)
@@ -129,23 +160,37 @@ class SlacEvseSession(SlacSession):
     ) -> None:
         super().__init__(evse_id, network_interface, config)
         self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
-        self.host = ModemHost(network_interface, self._on_frame, self.log)
+        self.host = ModemHost(
+            network_interface, self._on_frame, self.log, on_modem_answer=self._on_modem_frame
+        )
         self._token_bytes = token_bytes
         self.matcher: Optional[EvseMatcher] = None
+        #: CM_SET_KEY and link supervision (created in open(), with the interface's MAC)
+        self.modem: Optional[ModemMachine] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         # Created in open(), inside the running loop (Python 3.9 binds them at creation).
-        self._events: asyncio.Queue[Union[Event, BaseException]]
+        self._events: asyncio.Queue[Union[TaskItem, BaseException]]
         self._changed: asyncio.Event
         self._key_lock: asyncio.Lock
         self._key_set: asyncio.Event
         self._leave_task: Optional[asyncio.Task[None]] = None
+        self._modem_waiters: list[ModemWaiter] = []
+        self._start_waiters: list[asyncio.Future[None]] = []
+        #: an EV received the current key: the next match needs a fresh one
         self.key_given_out = False
+        #: a CM_SET_KEY.REQ went out unconfirmed: which key the modem holds is not known
+        self._key_unsure = False
         self.last_result: Optional[MatchResult] = None
         self._pcap: Optional[SharedPcap] = None
 
     @property
     def socket(self) -> RawSocket:
         return self.host.socket
+
+    @property
+    def modem_mac(self) -> Optional[MacAddress]:
+        """The local modem's own MAC address, learned from its answers (None until then)."""
+        return None if self.modem is None else self.modem.modem_mac
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -172,11 +217,14 @@ class SlacEvseSession(SlacSession):
             self.host.observers.append(self._capture)
             self.log.info("writing every SLAC frame to %s", self.config.pcap_file)
         if self.matcher is not None and self.host.mac != self.evse_mac:
-            # the interface was created again with another MAC: a new machine for it
+            # the interface was created again with another MAC: new machines for it
             self.matcher = None
+            self.modem = None
         self.evse_mac = self.host.mac
+        assert self.evse_mac is not None
+        if self.modem is None:
+            self.modem = ModemMachine(self.evse_mac, self.config, log=self.log)
         if self.matcher is None:
-            assert self.evse_mac is not None
             self.matcher = EvseMatcher(
                 self.evse_mac,
                 nmk=self.nmk or bytes(16),
@@ -184,6 +232,7 @@ class SlacEvseSession(SlacSession):
                 config=self.config,
                 log=self.log,
             )
+            self.matcher.modem_mac = self.modem.modem_mac
 
     async def close(self) -> None:
         """Stop matching, cancel this session's tasks and close the socket."""
@@ -206,6 +255,9 @@ class SlacEvseSession(SlacSession):
         if self.matcher is not None and self._loop is not None:
             self.matcher.stop(self._loop.time(), "session closed")
             self._flush()
+        if self.modem is not None:
+            self.modem.stop()
+        self._fail_modem_waiters(TransportError(f"the session on {self.network_interface} closed"))
         self.host.close()
         if self._pcap is not None:
             self.host.observers.remove(self._capture)
@@ -223,7 +275,7 @@ class SlacEvseSession(SlacSession):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # --- the local modem's key ------------------------------------------------------------------
+    # --- the local modem ------------------------------------------------------------------------
 
     async def evse_set_key(self) -> None:
         """Give the local modem a fresh NMK (and its NID) with CM_SET_KEY.REQ.
@@ -232,24 +284,22 @@ class SlacEvseSession(SlacSession):
         wait at each of ``set_key_retries`` resends; accepts the Result values in
         ``set_key_result_ok`` (QCA modems answer 0x01); then pauses ``set_key_settle_time``
         while the modem restarts. Raises :class:`ModemTimeoutError` (no answer) or
-        :class:`ModemError` (refused); the old key stays in place then.
+        :class:`ModemError` (refused); the next matching then sets a key first, since which
+        key the modem holds is not known.
         """
         await self.open()
         async with self._key_lock:
             self._key_set.clear()
             nmk = generate_nmk(self._token_bytes)
             nid = nid_from_nmk(nmk)
-            await self.host.set_modem_key(
-                nmk,
-                nid,
-                timeout=self.config.set_key_timeout,
-                retries=self.config.set_key_retries,
-                accepted=self.config.set_key_result_ok,
+            self._key_unsure = True
+            outcome = await self._modem_call(
+                lambda modem, now: modem.set_key(nmk, nid, now),
+                (KeySet, KeyNotSet),
+                abort=ModemMachine.abort_key,
             )
-            self.nmk, self.nid = nmk, nid
-            self.key_given_out = False
-            if self.matcher is not None:
-                self.matcher.set_key(nmk, nid)
+            if isinstance(outcome, KeyNotSet):
+                raise outcome.error(self.network_interface)
             self.log.info("new network key set on the modem (NID %s)", nid.hex())
             self.log.debug("NMK %s", nmk.hex())
             self._key_set.set()
@@ -275,12 +325,20 @@ class SlacEvseSession(SlacSession):
         try:
             await self.leave_logical_network()
         except (SlacError, OSError) as exc:
-            self.log.error("could not give the modem a fresh key after unplug: %s", exc)
+            # The plug-in that needs the key says so: the next one sets a key first, and
+            # fails with the modem's error if it cannot (never matching with this key).
+            self.log.warning(
+                "could not give the modem a fresh key after unplug: %s; the next plug-in "
+                "sets one before matching",
+                exc,
+            )
 
     async def ready(self) -> None:
         """Wait until the modem can match: the interface open (again, if it failed), a
-        pending key change done, a key set (again, after the interface failed: the modem
-        behind it may have restarted)."""
+        pending key change done, and a key that no EV received: set again when an EV
+        received the current one (after RESET_KEY_ON_UNPLUG=false, or when the key change
+        after unplug failed), when a key change failed, and after the interface failed (the
+        modem behind it may have restarted). Raises the modem's error if it cannot."""
         failed = self.host.socket.closed_reason is not None
         if failed:
             self.log.info(
@@ -290,12 +348,49 @@ class SlacEvseSession(SlacSession):
         await self.open()
         if self._leave_task is not None:
             await asyncio.shield(self._leave_task)
-        if self.nmk is None or failed:
+        if self.key_given_out:
+            self.log.info("leaving the logical network: an EV received the current key")
+        if self.nmk is None or failed or self.key_given_out or self._key_unsure:
             await self.evse_set_key()
 
     async def link_is_up(self) -> Optional[bool]:
-        """The modem's VS_PL_LINK_STATUS: True in a logical network, None without answer."""
-        return await self.host.link_status(timeout=self.config.set_key_timeout)
+        """The modem's VS_PL_LINK_STATUS: True in a logical network, None without answer
+        within ``set_key_timeout``."""
+        await self.open()
+        timeout = self.config.set_key_timeout
+        outcome = await self._modem_call(
+            lambda modem, now: modem.query_link(now, timeout), (LinkStatus,)
+        )
+        assert isinstance(outcome, LinkStatus)
+        return outcome.linked
+
+    async def _modem_call(
+        self,
+        call: Callable[[ModemMachine, float], None],
+        outcomes: tuple[type, ...],
+        abort: Optional[Callable[[ModemMachine], None]] = None,
+    ) -> ModemEvent:
+        """Make a request of the modem machine and wait for its first event of a kind in
+        ``outcomes``. ``abort`` ends the request in the machine when the wait ends
+        otherwise (cancelled, the interface failed)."""
+        modem, loop = self.modem, self._loop
+        assert modem is not None and loop is not None, "open() first"
+        waiter: asyncio.Future[ModemEvent] = loop.create_future()
+        entry: ModemWaiter = (outcomes, waiter)
+        self._modem_waiters.append(entry)
+        try:
+            call(modem, loop.time())
+            self._flush()
+            return await waiter
+        finally:
+            self._modem_waiters.remove(entry)
+            if abort is not None:
+                abort(modem)  # a no-op once the request ended in the machine
+
+    def _fail_modem_waiters(self, exc: BaseException) -> None:
+        for _, waiter in self._modem_waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     # --- matching ---------------------------------------------------------------------------------
 
@@ -303,15 +398,38 @@ class SlacEvseSession(SlacSession):
         """Start the state machine now (the controller calls it when the modem is ready)."""
         assert self.matcher is not None
         assert self._loop is not None
-        while not self._events.empty():
+        while not self._events.empty():  # restarts asked for meanwhile: this start is theirs
             self._events.get_nowait()
         self.matcher.start(self._loop.time())
         self._flush()
+        waiters, self._start_waiters = self._start_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def stop_matcher(self, reason: str) -> None:
         if self.matcher is not None and self._loop is not None:
             self.matcher.stop(self._loop.time(), reason)
             self._flush()
+
+    async def restart_matcher(self, reason: str) -> None:
+        """Stop matching (or the match), leave the logical network when an EV received the
+        key, and start matching again: the matching task does this for a
+        :class:`MatchingRestart`."""
+        self.stop_matcher(f"matching again ({reason})")
+        await self.ready()
+        self.start_matcher()
+
+    def request_restart(self, cause: RestartCause, reason: str) -> None:
+        """Ask the matching task to match again (see :meth:`restart_matcher`)."""
+        self._events.put_nowait(MatchingRestart(cause, reason))
+
+    def matching_started(self) -> asyncio.Future[None]:
+        """A future that is done when the state machine is started next."""
+        loop = self._loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._start_waiters.append(waiter)
+        return waiter
 
     def cp_state_changed(self, state: str) -> bool:
         """Feed a control-pilot state to the state machine; True when matching should start."""
@@ -324,8 +442,9 @@ class SlacEvseSession(SlacSession):
         self._flush()
         return starts
 
-    async def next_event(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The next event of the state machine; None after ``timeout`` seconds without one.
+    async def next_event(self, timeout: Optional[float] = None) -> Optional[TaskItem]:
+        """The next event for the matching task (the state machine's events it acts on, and
+        :class:`MatchingRestart`); None after ``timeout`` seconds without one.
 
         Raises what broke the frame handling, if anything did.
         """
@@ -360,44 +479,94 @@ class SlacEvseSession(SlacSession):
             self.matcher.receive_frame(frame, now)
             self._flush()
         except Exception as exc:  # a bug must end the task loudly, not vanish in a callback
-            self._events.put_nowait(exc)
+            self._broken(exc)
 
-    def _on_timer(self) -> None:
-        if self.matcher is None or self._loop is None:
+    def _on_modem_frame(self, frame: Frame, now: float) -> None:
+        if self.modem is None:
             return
         try:
-            self.matcher.handle_timer(self._loop.time())
+            self.modem.receive_frame(frame, now)
             self._flush()
         except Exception as exc:
-            self._events.put_nowait(exc)
+            self._broken(exc)
+
+    def _on_timer(self) -> None:
+        if self._loop is None:
+            return
+        now = self._loop.time()
+        try:
+            if self.matcher is not None:
+                self.matcher.handle_timer(now)
+            if self.modem is not None:
+                self.modem.handle_timer(now)
+            self._flush()
+        except Exception as exc:
+            self._broken(exc)
+
+    def _broken(self, exc: Exception) -> None:
+        """Frame handling failed (the interface, or a bug): whoever waits hears of it."""
+        self._fail_modem_waiters(exc)
+        self._events.put_nowait(exc)
 
     def _flush(self) -> None:
-        """Send what the state machine wants sent, apply its events, re-arm its timer."""
-        matcher = self.matcher
-        if matcher is None:
-            return
-        for item in matcher.frames_to_send():
-            self.host.send(item.message, item.dst)
-        for event in matcher.events():
-            self._apply(event)
-            if isinstance(event, _TASK_EVENTS):  # the matching task waits for these only
-                self._events.put_nowait(event)
-        self.host.arm_timer(matcher.deadline, self._on_timer)
+        """Send what the state machines want sent, apply their events, re-arm the timer at
+        the earlier of their deadlines."""
+        matcher, modem = self.matcher, self.modem
+        if matcher is not None:
+            for item in matcher.frames_to_send():
+                self.host.send(item.message, item.dst)
+            for event in matcher.events():
+                self._apply(event)
+                if isinstance(event, _TASK_EVENTS):  # the matching task waits for these only
+                    self._events.put_nowait(event)
+        if modem is not None:
+            for item in modem.frames_to_send():
+                self.host.send(item.message, item.dst)
+            for modem_event in modem.events():
+                self._apply_modem(modem_event)
+        deadline = None if matcher is None else matcher.deadline
+        if modem is not None and modem.deadline is not None:
+            deadline = modem.deadline if deadline is None else min(deadline, modem.deadline)
+        self.host.arm_timer(deadline, self._on_timer)
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, MatchingOngoing):
             self.ev_mac, self.run_id = event.ev_mac, event.run_id
+            if self.modem is not None:
+                self.modem.stop_supervision()  # the match (if any) is over
             self._set_state(SessionState.MATCHING)
         elif isinstance(event, Matched):
             self.key_given_out = True
             self.ev_mac, self.run_id = event.ev_mac, event.run_id
             self.last_result = MatchResult(self.evse_id, event.ev_mac, event.run_id, event.nid)
+            if self.modem is not None and self._loop is not None:
+                self.modem.start_supervision(self._loop.time())
             self._set_state(SessionState.MATCHED)
-        elif isinstance(event, MatchingFailed):
-            self._set_state(SessionState.FAILED)
-        elif isinstance(event, Stopped):
-            self.ev_mac = self.run_id = None
-            self._set_state(SessionState.UNMATCHED)
+        elif isinstance(event, (MatchingFailed, Stopped)):
+            if self.modem is not None:
+                self.modem.stop_supervision()
+            if isinstance(event, MatchingFailed):
+                self._set_state(SessionState.FAILED)
+            else:
+                self.ev_mac = self.run_id = None
+                self._set_state(SessionState.UNMATCHED)
+
+    def _apply_modem(self, event: ModemEvent) -> None:
+        if isinstance(event, KeySet):
+            # at once, before any other frame: CM_SLAC_MATCH.CNF hands out what the modem holds
+            self.nmk, self.nid = event.nmk, event.nid
+            self.key_given_out = False
+            self._key_unsure = False
+            if self.matcher is not None:
+                self.matcher.set_key(event.nmk, event.nid)
+        elif isinstance(event, ModemFound):
+            if self.matcher is not None:
+                self.matcher.modem_mac = event.mac
+        elif isinstance(event, LinkLost):
+            self.request_restart(RestartCause.LINK_LOST, f"link lost: {event.reason}")
+        for outcomes, waiter in self._modem_waiters:
+            if isinstance(event, outcomes) and not waiter.done():
+                waiter.set_result(event)
 
     def _set_state(self, state: SessionState) -> None:
         if state is not self.state:
@@ -448,37 +617,31 @@ class SlacSessionController:
     async def start_matching(self, session: SlacEvseSession) -> None:
         """Run matching for one plug-in: until it fails, or until cancelled (unplug).
 
-        Once matched, the task supervises the link (VS_PL_LINK_STATUS every
-        ``link_check_period``): when the EV's modem is gone, :meth:`notify_link_lost` is
-        called, the EVSE leaves the logical network and matching starts again.
+        Once matched, the modem machine supervises the link (VS_PL_LINK_STATUS every
+        ``link_check_period``): when it finds the link lost, :meth:`notify_link_lost` is
+        called, the EVSE leaves the logical network and matching starts again; so it does
+        for :meth:`restart_matching`.
         """
         try:
             await session.ready()
             session.start_matcher()
             await self.enable_hlc_charging(session.evse_id)
-            link = _LinkWatch(session)
             while True:
-                event = await session.next_event(timeout=link.next_check_in())
-                if event is None:
-                    if await link.lost():
-                        await self.notify_link_lost(session.evse_id)
-                        session.stop_matcher("link lost")
-                        await session.leave_logical_network()
-                        session.start_matcher()
-                    continue
+                event = await session.next_event()
                 if isinstance(event, MatchingOngoing):
                     await self.notify_matching_ongoing(session.evse_id)
                 elif isinstance(event, Matched):
-                    link.matched()
                     assert session.last_result is not None
                     await self.notify_matched(session.evse_id, session.last_result)
                 elif isinstance(event, MatchingFailed):
                     await self.notify_matching_failed(session.evse_id)
                     return
                 elif isinstance(event, Stopped):
-                    link.stopped()
-                    if event.reason != "link lost":
-                        return
+                    return  # the control pilot, or the session closed
+                elif isinstance(event, MatchingRestart):
+                    if event.cause is RestartCause.LINK_LOST:
+                        await self.notify_link_lost(session.evse_id)
+                    await session.restart_matcher(event.reason)
         except asyncio.CancelledError:
             session.stop_matcher("matching task cancelled")
             raise
@@ -492,6 +655,41 @@ class SlacSessionController:
             session.stop_matcher("matching task failed")
             session._set_state(SessionState.FAILED)
             await self._report_failure(session)
+
+    async def restart_matching(
+        self, session: SlacEvseSession, reason: str = "requested by the HLC side"
+    ) -> None:
+        """Match again within this plug-in, without a CP cycle (ISO 15118-3 gives three ways
+        to a new match: a CP cycle, a lost link, or a request from the HLC side; this is the
+        third).
+
+        The EVSE stops matching (or ends the match), leaves the logical network (a fresh key
+        to the modem, when an EV received the current one) and waits for CM_SLAC_PARM.REQ
+        again, with every attempt (``MATCHING_ATTEMPTS``) available; also after matching
+        failed for this plug-in. ``reason`` goes into the log. Returns once matching runs
+        again, or once the attempt to get there failed (which goes the usual way: one error
+        line and :meth:`notify_matching_failed`). Without an EV plugged in (CP A, E or F, or
+        no CP state yet) nothing happens.
+        """
+        task = session.matching_task
+        running = task is not None and not task.done()
+        if not running and (session.cp_state is None or session.cp_state not in "BCD"):
+            session.log.info("matching again requested (%s), but no EV is plugged in", reason)
+            return
+        started = session.matching_started()
+        if running:
+            session.request_restart(RestartCause.REQUESTED, reason)
+        else:
+            session.log.info("matching again: %s", reason)
+            task = asyncio.get_running_loop().create_task(
+                self.start_matching(session), name=f"slac-matching-{session.evse_id}"
+            )
+            session.matching_task = task
+        assert task is not None
+        try:
+            await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
 
     async def _report_failure(self, session: SlacEvseSession) -> None:
         try:
@@ -525,69 +723,10 @@ class SlacSessionController:
         logger.warning("EVSE %s: matching failed", evse_id)
 
     async def notify_link_lost(self, evse_id: str) -> None:
-        """The matched EV's modem left the logical network. Default: log only.
+        """Link supervision found the link to the matched EV lost (the modem reported no
+        link, the EV did not join within TT_match_join, or the modem stopped answering).
+        Default: a DEBUG line (the supervision's WARNING line says why already).
 
         The EVSE then leaves the network itself (a fresh key) and matches again.
         """
-        logger.warning("EVSE %s: link to the EV lost", evse_id)
-
-
-class _LinkWatch:
-    """When to ask the modem for its link status after a match, and what the answers mean.
-
-    Until the link is first seen up, TT_match_join (``link_join_timeout``) applies; after
-    that, two polls in a row without a link mean it is lost. A modem that never answers
-    VS_PL_LINK_STATUS is not supervised (one warning says so).
-    """
-
-    def __init__(self, session: SlacEvseSession) -> None:
-        self.session = session
-        self.period = session.config.link_check_period
-        self.active = False
-        self.seen_up = False
-        self.misses = 0
-        self.answered = False
-        self.since = 0.0
-
-    def matched(self) -> None:
-        self.active = self.period > 0
-        self.seen_up = False
-        self.misses = 0
-        self.since = asyncio.get_running_loop().time()
-
-    def stopped(self) -> None:
-        self.active = False
-
-    def next_check_in(self) -> Optional[float]:
-        return self.period if self.active else None
-
-    async def lost(self) -> bool:
-        if not self.active:
-            return False
-        status = await self.session.link_is_up()
-        now = asyncio.get_running_loop().time()
-        if status is None and not self.answered:
-            if now - self.since > self.session.config.link_join_timeout:
-                self.session.log.warning(
-                    "the modem does not answer VS_PL_LINK_STATUS: link supervision off"
-                )
-                self.active = False
-            return False
-        self.answered = True
-        if status:
-            if not self.seen_up:
-                self.session.log.info("link to the EV is up")
-            self.seen_up = True
-            self.misses = 0
-            return False
-        if not self.seen_up:
-            if now - self.since > self.session.config.link_join_timeout:
-                self.session.log.warning("the EV did not join within TT_match_join")
-                self.active = False
-                return True
-            return False
-        self.misses += 1
-        if self.misses >= 2:
-            self.active = False
-            return True
-        return False
+        logger.debug("EVSE %s: link to the EV lost", evse_id)

@@ -1,8 +1,9 @@
 """A scripted peer for integration tests: plays the EVSE's modem and an EV over a veth pair.
 
 It sits on the far end of the EVSE's interface, in its own network namespace, with a raw
-socket of its own. As the modem it answers CM_SET_KEY.REQ to 00:B0:52:00:00:01 and sends
-a CM_ATTEN_PROFILE.IND after every sound it sends as the EV. As the EV it runs the SLAC
+socket of its own. As the modem it answers CM_SET_KEY.REQ to 00:B0:52:00:00:01 (and, when
+told to, VS_PL_LINK_STATUS.REQ) and sends a CM_ATTEN_PROFILE.IND after every sound it sends
+as the EV. As the EV it runs the SLAC
 sequence and checks every answer it gets.
 """
 
@@ -32,6 +33,8 @@ from slac.messages import (
     SlacParmCnf,
     SlacParmReq,
     StartAttenCharInd,
+    VsPlLinkStatusCnf,
+    VsPlLinkStatusReq,
     decode_frame,
 )
 from slac.netns import Netns
@@ -63,12 +66,15 @@ class EvOutcome:
 
 @dataclass
 class ModemBehaviour:
-    """How the scripted modem answers CM_SET_KEY.REQ."""
+    """How the scripted modem answers CM_SET_KEY.REQ and VS_PL_LINK_STATUS.REQ."""
 
     answer_set_key: bool = True
     result: int = 0x01
     delay: float = 0.0
     keys: list[bytes] = field(default_factory=list)
+    #: LINKSTATUS of the answer to VS_PL_LINK_STATUS.REQ (1 linked, 0 not); None: silent
+    link_status: Optional[int] = None
+    link_polls: int = 0
 
 
 class ScriptedPeer:
@@ -129,6 +135,12 @@ class ScriptedPeer:
             self.log.append((now, "rx", data))
             if isinstance(frame.message, SetKeyReq) and frame.dst == PLC_LOCAL_MAC:
                 self._answer_set_key(frame)
+                continue
+            if isinstance(frame.message, VsPlLinkStatusReq) and frame.dst == PLC_LOCAL_MAC:
+                self.modem.link_polls += 1
+                if self.modem.link_status is not None:
+                    cnf = VsPlLinkStatusCnf(link_status=self.modem.link_status)
+                    self.send(cnf, frame.src, MODEM_MAC)
                 continue
             if frame.dst != self.ev_mac and not frame.dst.is_multicast:
                 continue  # to another station (forged ones, in the flood tests)

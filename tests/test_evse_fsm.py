@@ -1183,15 +1183,20 @@ def test_the_matched_ev_may_match_again_with_the_key_it_holds() -> None:
     assert len(h.events_of(Matched)) == 2
 
 
-def test_reset_key_on_unplug_off_lets_the_next_ev_have_the_same_key() -> None:
-    """RESET_KEY_ON_UNPLUG=false (to spare the modem's flash) keeps the key for the next EV:
-    the documented opt-out of key hygiene."""
+def test_the_key_holder_survives_stop_whatever_reset_key_on_unplug_says() -> None:
+    """RESET_KEY_ON_UNPLUG=false moves the session's key change to the next plug-in; until it
+    happened, the next EV is refused as with the default."""
     h = Harness(Config(reset_key_on_unplug=False))
     h.full_match(EV, RUN)
     h.cp("A")
     h.cp("B")
-    h.full_match(ev_mac(2), b"\x02" * 8)
-    assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV, ev_mac(2)]
+    car2, run2 = ev_mac(2), b"\x02" * 8
+    _sounded(h, car2, run2)
+    h.rsp(car2, run2)
+    assert h.match_req(car2, run2) == []
+    h.matcher.set_key(b"\x05" * 16, b"\x05" * 7)
+    (cnf,) = h.match_req(car2, run2)
+    assert cnf.message.nmk == b"\x05" * 16  # type: ignore[attr-defined]
 
 
 # 14. Do not pair with the wrong car when the EV is naive
@@ -1306,3 +1311,24 @@ def test_the_hold_margin_is_a_setting(margin: float, held: bool) -> None:
     nb_run = b"\x20" * 8
     h.rsp(NEIGHBOUR, nb_run)
     assert (h.match_req(NEIGHBOUR, nb_run) == []) is held
+
+
+def test_a_better_heard_ev_that_starts_over_still_comes_first() -> None:
+    """The own car starts over with a new RunID while a neighbour's request waits for it: as
+    heard in its last run, it is still the better EV, and it gets the match."""
+    h = Harness()
+    _two_sounding(h)
+    nb_run, again = b"\x20" * 8, b"\x77" * 8
+    h.rsp(NEIGHBOUR, nb_run)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.advance(0.01)
+    h.parm(EV, again)
+    h.advance(0.19)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.sounding(EV, again, [[20] * 58] * 10)
+    h.advance(0.2)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    h.rsp(EV, again)
+    (cnf,) = h.match_req(EV, again)
+    assert cnf.dst == EV
+    assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]

@@ -5,13 +5,16 @@ Real sockets (veth pairs, the virtual powerline) unless a test says otherwise. N
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +31,7 @@ from slac.messages import (
     StartAttenCharInd,
 )
 from slac.netns import Netns, VethPair
+from slac.sockets.async_linux_socket import RawSocket
 from slac.utils import MacAddress
 
 from .conftest import ROOT, Link, make_link, needs_root, remove_link
@@ -227,7 +231,8 @@ async def test_interface_down_during_matching_then_up_recovers_on_the_next_cycle
         await hooks.process_cp_state(evse, "B")
         await hooks.hlc.wait()
         link.pair.set_up("a", False)
-        peer.send(SlacParmReq(run_id=b"\x01" * 8), BROADCAST)  # lost: the link is down
+        with contextlib.suppress(OSError):  # the kernel may refuse it (ENOBUFS): no carrier
+            peer.send(SlacParmReq(run_id=b"\x01" * 8), BROADCAST)  # lost: the link is down
         await asyncio.sleep(0.2)
         link.pair.set_up("a", True)
         await hooks.process_cp_state(evse, "A")
@@ -297,6 +302,82 @@ async def test_silent_modem_fails_clearly_then_matching_works_once_it_answers(
         await hooks.process_cp_state(evse, "B")
         await peer.run_ev(b"\x04" * 8, parm_tries=20)
         await evse.wait_matched(timeout=2)
+    finally:
+        await evse.close()
+
+
+# --- transient send errors (issue 12, item 12) ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def kernel_refuses_sends(interface: str) -> Iterator[None]:
+    """A real ENOBUFS from the kernel for every frame sent on ``interface``: a pfifo qdisc
+    with room for no packet drops each one at enqueue (NET_XMIT_DROP), and an AF_PACKET
+    send() reports that as ENOBUFS, as it does when a real transmit queue is full."""
+    if shutil.which("tc") is None:
+        pytest.skip("tc (iproute2) is needed to make the kernel refuse frames")
+    subprocess.run(
+        ["tc", "qdisc", "add", "dev", interface, "root", "pfifo", "limit", "0"], check=True
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", interface, "root"], check=False)
+
+
+async def test_raw_socket_drops_a_frame_the_kernel_has_no_room_for_with_one_warning(
+    link: Link, peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    sock = RawSocket(link.evse_if).open()
+    frame = SlacParmReq(run_id=b"\x09" * 8).to_frame(BROADCAST, sock.mac)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="slac"), kernel_refuses_sends(link.evse_if):
+            sock.send(frame)  # ENOBUFS: dropped, not raised
+            sock.send(frame)
+        assert sock.send_dropped == 2
+        assert sock.sent == 0
+        assert sock.is_open
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [
+            f"sending on {link.evse_if} failed for now (No buffer space available): frame "
+            "dropped, 1 so far; the protocol's retries make up for it"
+        ]  # the second within a second: DEBUG
+        sock.send(frame)  # room again
+        received, _ = await peer.expect(SlacParmReq, 1.0)
+        assert received.src == sock.mac
+        assert sock.sent == 1
+    finally:
+        sock.close()
+
+
+async def test_enobufs_while_answering_does_not_end_the_plug_in_the_ev_s_retry_matches(
+    link: Link, peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 12: the EVSE's CM_SLAC_PARM.CNF is refused by the kernel (ENOBUFS);
+    the frame is dropped with a warning, and the EV's next request is answered and
+    matches. It used to fail the whole plug-in."""
+    evse = SlacEvseSession("DE*TST*E0001", link.evse_if, quick())
+    hooks = Hooks()
+    run = b"\x0b" * 8
+    try:
+        await evse.evse_set_key()
+        await hooks.process_cp_state(evse, "B")
+        await hooks.hlc.wait()
+        with caplog.at_level(logging.WARNING, logger="slac"):
+            with kernel_refuses_sends(link.evse_if):
+                peer.send(SlacParmReq(run_id=run), BROADCAST)
+                await asyncio.sleep(0.2)  # the EVSE answers within milliseconds: refused
+            outcome = await peer.run_ev(run)  # the EV asks again, same RunID
+        result = await evse.wait_matched(timeout=2)
+        assert result.run_id == run
+        assert outcome.match_cnf is not None
+        assert evse.socket.send_dropped == 1
+        assert hooks.failed == 0
+        task = evse.matching_task
+        assert task is not None
+        assert not task.done()
+        assert "No buffer space available" in caplog.text
+        assert "matching failed" not in caplog.text
     finally:
         await evse.close()
 

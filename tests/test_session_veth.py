@@ -4,6 +4,7 @@ end (in its own network namespace) playing the EVSE's modem and an EV. Needs roo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -22,11 +23,11 @@ from slac import (
     SlacSessionController,
     TransportError,
 )
-from slac.messages import SlacParmReq
+from slac.messages import SlacMatchCnf, SlacParmReq, decode_frame
 from slac.utils import MacAddress
 
 from .conftest import ROOT, Link, make_link, needs_root, remove_link
-from .peer import ScriptedPeer
+from .peer import MODEM_MAC, ScriptedPeer
 
 pytestmark = needs_root
 
@@ -62,6 +63,12 @@ class RecordingController(SlacSessionController):
 
     async def notify_matching_failed(self, evse_id: str) -> None:
         self.calls.append(("notify_matching_failed", evse_id))
+
+    async def notify_link_lost(self, evse_id: str) -> None:
+        self.calls.append(("notify_link_lost", evse_id))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
 
 
 @pytest.fixture
@@ -257,6 +264,278 @@ async def test_a_hook_that_raises_is_reported_and_the_next_cycle_works(
     await controller.process_cp_state(session, "B")
     await peer.run_ev(bytes.fromhex("3030303030303030"))
     await session.wait_matched(timeout=2)
+
+
+# --- the modem (issue 12: items 4, 10, 11, 13) -----------------------------------------------
+
+CAR_2 = MacAddress("02:00:00:00:10:02")
+
+
+def match_confirmations(session: SlacEvseSession) -> list[tuple[MacAddress, SlacMatchCnf]]:
+    """Every CM_SLAC_MATCH.CNF the session sends from now on, and to whom."""
+    sent: list[tuple[MacAddress, SlacMatchCnf]] = []
+
+    def observe(data: bytes, _at: float, outgoing: bool) -> None:
+        if outgoing and data[15:17] == b"\x7d\x60":
+            frame = decode_frame(data)
+            assert isinstance(frame.message, SlacMatchCnf)
+            sent.append((frame.dst, frame.message))
+
+    session.host.observers.append(observe)
+    return sent
+
+
+async def test_the_modem_address_is_learned_from_its_answer_and_given_to_the_matcher(
+    session: SlacEvseSession, peer: ScriptedPeer
+) -> None:
+    """Issue 12, item 10 (plumbing): the source MAC of CM_SET_KEY.CNF is the modem's."""
+    await session.open()
+    assert session.modem_mac is None  # unknown before the modem answered
+    await session.evse_set_key()
+    assert session.modem_mac == MODEM_MAC
+    assert session.matcher is not None
+    assert session.matcher.modem_mac == MODEM_MAC
+
+
+async def test_a_failed_rekey_after_unplug_never_gives_car_2_the_key_of_car_1(
+    link: Link, peer: ScriptedPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 11: the modem does not take the fresh key after car 1 unplugs. Car 2's
+    plug-in sets a key first (SET_KEY_RETRIES), and fails with the modem's error, one ERROR
+    line and notify_matching_failed; it is never matched with car 1's key. Once the modem
+    answers again, the next plug-in matches car 2 with a fresh key."""
+    config = fast_config(set_key_timeout=0.1, set_key_retries=1)
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, config)
+    controller = RecordingController()
+    try:
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        car_1 = await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        assert car_1.match_cnf is not None
+        key_1 = car_1.match_cnf.nmk
+        confirmations = match_confirmations(session)
+        with caplog.at_level(logging.WARNING, logger="slac"):
+            peer.modem.answer_set_key = False
+            await controller.process_cp_state(session, "A")  # the re-key fails meanwhile
+            await asyncio.sleep(0.5)
+            peer.ev_mac = CAR_2
+            controller.calls.clear()
+            await controller.process_cp_state(session, "B")
+            with pytest.raises(AssertionError, match="no CM_SLAC_PARM.CNF"):
+                await peer.run_ev(bytes.fromhex("2222222222222222"), parm_tries=3)
+            task = session.matching_task
+            assert task is not None
+            await asyncio.wait_for(task, 2)
+        assert confirmations == []  # car 2 was never sent a key, car 1's least of all
+        assert controller.names() == ["notify_matching_failed"]
+        assert session.state is SessionState.FAILED
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors
+        assert "matching failed: the modem on" in errors[0]
+        assert "did not answer CM_SET_KEY.REQ (2 attempts" in errors[0]
+        assert "Traceback" not in caplog.text
+        peer.modem.answer_set_key = True
+        await controller.process_cp_state(session, "A")
+        await controller.process_cp_state(session, "B")
+        car_2 = await peer.run_ev(bytes.fromhex("2323232323232323"))
+        assert car_2.match_cnf is not None
+        assert car_2.match_cnf.nmk != key_1
+        assert car_2.match_cnf.nmk == peer.modem.keys[-1] == session.nmk
+        assert [dst for dst, _ in confirmations] == [CAR_2]
+    finally:
+        await session.close()
+
+
+async def test_without_reset_on_unplug_the_fresh_key_is_set_when_the_next_ev_plugs_in(
+    link: Link, peer: ScriptedPeer
+) -> None:
+    """Issue 12, item 11: RESET_KEY_ON_UNPLUG=false moves the key change from the unplug to
+    the next plug-in; the next EV still never gets the key of the one before."""
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, fast_config(reset_key_on_unplug=False))
+    controller = RecordingController()
+    try:
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        car_1 = await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        await controller.process_cp_state(session, "A")
+        await asyncio.sleep(0.1)
+        assert len(peer.modem.keys) == 1  # nothing written at unplug
+        peer.ev_mac = CAR_2
+        await controller.process_cp_state(session, "B")
+        car_2 = await peer.run_ev(bytes.fromhex("2222222222222222"))
+        assert car_1.match_cnf is not None
+        assert car_2.match_cnf is not None
+        assert car_2.match_cnf.nmk != car_1.match_cnf.nmk
+        assert peer.modem.keys == [car_1.match_cnf.nmk, car_2.match_cnf.nmk]
+    finally:
+        await session.close()
+
+
+async def test_restart_matching_leaves_the_network_and_matches_again_without_a_cp_cycle(
+    session: SlacEvseSession, peer: ScriptedPeer
+) -> None:
+    """Issue 12, item 4: the HLC side asks for a new match (e.g. D-LINK_ERROR)."""
+    controller = RecordingController()
+    await session.evse_set_key()
+    await controller.process_cp_state(session, "B")
+    first = await peer.run_ev(RUN_ID)
+    await session.wait_matched(timeout=2)
+    task = session.matching_task
+    await controller.restart_matching(session, "the HLC side lost the EV")
+    assert first.match_cnf is not None
+    assert len(peer.modem.keys) == 2  # left the logical network: a fresh key
+    assert session.nmk == peer.modem.keys[-1] != first.match_cnf.nmk
+    assert session.state is SessionState.UNMATCHED
+    assert session.matching_task is task  # the same plug-in, the same task
+    second = await peer.run_ev(bytes.fromhex("3333333333333333"))
+    await session.wait_matched(timeout=2)
+    assert second.match_cnf is not None
+    assert second.match_cnf.nmk == session.nmk
+    await asyncio.sleep(0.05)
+    assert controller.names() == [
+        "enable_hlc_charging",
+        "notify_matching_ongoing",
+        "notify_matched",
+        "notify_matching_ongoing",
+        "notify_matched",
+    ]
+
+
+async def test_restart_matching_after_matching_failed_matches_again(
+    link: Link, peer: ScriptedPeer
+) -> None:
+    session = SlacEvseSession(
+        "DE*TST*E0001", link.evse_if, fast_config(slac_init_timeout=0.3, matching_attempts=1)
+    )
+    controller = RecordingController()
+    try:
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        await asyncio.sleep(0.6)
+        assert session.state is SessionState.FAILED
+        await controller.restart_matching(session, "a new try")
+        assert session.matching_task is not None
+        assert not session.matching_task.done()
+        await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        assert len(peer.modem.keys) == 1  # no EV had the key: none written
+    finally:
+        await session.close()
+
+
+async def test_restart_matching_without_an_ev_plugged_in_does_nothing(
+    session: SlacEvseSession, peer: ScriptedPeer
+) -> None:
+    controller = RecordingController()
+    await session.evse_set_key()
+    await controller.restart_matching(session)
+    await controller.process_cp_state(session, "B")
+    await controller.process_cp_state(session, "A")
+    await controller.restart_matching(session)
+    assert session.matching_task is not None
+    assert session.matching_task.done()
+    assert len(peer.modem.keys) == 1
+
+
+def supervised(**overrides: object) -> Config:
+    values: dict[str, object] = {
+        "link_check_period": 0.1,
+        "link_join_timeout": 2.0,
+        "link_check_max_unanswered": 20,
+    }
+    values.update(overrides)
+    return fast_config(**values)
+
+
+async def test_a_busy_modem_leaving_link_polls_unanswered_keeps_the_match(
+    link: Link, peer: ScriptedPeer
+) -> None:
+    """Issue 12, item 13: an unanswered VS_PL_LINK_STATUS poll is not "link down": a modem
+    busy for ten polls (one second) does not drop the charging car."""
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, supervised())
+    controller = RecordingController()
+    try:
+        peer.modem.link_status = 1
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        await asyncio.sleep(0.5)  # the link is seen up
+        peer.modem.link_status = None  # busy: no answers
+        polls = peer.modem.link_polls
+        await asyncio.sleep(1.0)
+        unanswered = peer.modem.link_polls - polls
+        peer.modem.link_status = 1
+        await asyncio.sleep(0.5)
+        assert "notify_link_lost" not in controller.names()
+        assert session.state is SessionState.MATCHED
+        assert len(peer.modem.keys) == 1  # never left the logical network
+        assert unanswered >= 8  # it kept asking, every LINK_CHECK_PERIOD
+    finally:
+        await session.close()
+
+
+async def test_a_modem_silent_for_the_configured_polls_is_a_lost_link(
+    link: Link, peer: ScriptedPeer
+) -> None:
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, supervised(link_check_max_unanswered=3))
+    controller = RecordingController()
+    try:
+        peer.modem.link_status = 1
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        await asyncio.sleep(0.3)
+        peer.modem.link_status = None
+        for _ in range(30):
+            if len(peer.modem.keys) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert "notify_link_lost" in controller.names()
+        assert len(peer.modem.keys) == 2  # it left the logical network
+        assert session.state is SessionState.UNMATCHED
+        peer.modem.link_status = 1
+        await peer.run_ev(bytes.fromhex("4444444444444444"))  # and matches again
+        await session.wait_matched(timeout=2)
+    finally:
+        await session.close()
+
+
+async def test_no_link_answers_after_the_link_was_up_are_a_lost_link(
+    link: Link, peer: ScriptedPeer
+) -> None:
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, supervised())
+    controller = RecordingController()
+    try:
+        peer.modem.link_status = 1
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        await asyncio.sleep(0.3)
+        peer.modem.link_status = 0
+        for _ in range(20):
+            if len(peer.modem.keys) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert controller.names()[-1] == "notify_link_lost"
+        assert session.state is SessionState.UNMATCHED
+    finally:
+        await session.close()
+
+
+async def test_link_is_up_tells_what_the_modem_reports(
+    session: SlacEvseSession, peer: ScriptedPeer
+) -> None:
+    assert await session.link_is_up() is None  # no answer within SET_KEY_TIMEOUT
+    peer.modem.link_status = 0
+    assert await session.link_is_up() is False
+    peer.modem.link_status = 1
+    assert await session.link_is_up() is True
+    assert session.modem_mac == MODEM_MAC
 
 
 def test_no_namespace_or_link_is_left_behind() -> None:

@@ -246,10 +246,12 @@ class EvRun:
 
 @dataclass
 class EvHistory:
-    """What one EV did in this plug-in: when it started, how many of its runs failed."""
+    """What one EV did in this plug-in: when it started, how many of its runs failed, how
+    well this EVSE heard it last."""
 
     first_parm: float
     failures: int = 0
+    heard_db: Optional[float] = None
 
 
 @dataclass
@@ -312,11 +314,11 @@ class EvseMatcher:
         log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
     ) -> None:
         self.evse_mac = MacAddress(evse_mac)
+        self.modem_mac: Optional[MacAddress] = None
         self.config = config or Config()
         self.log = log or logger
         self._nmk = nmk
         self._nid = nid
-        self.modem_mac: Optional[MacAddress] = None
         self.state = EvseState.IDLE
         self.cp_state: Optional[str] = None
         self.runs: dict[tuple[bytes, bytes], EvRun] = {}
@@ -448,8 +450,8 @@ class EvseMatcher:
     def stop(self, now: float, reason: str) -> None:
         """End matching or the match; back to IDLE.
 
-        The EV that got the key still holds it: only :meth:`set_key` lets another EV have a
-        key (unless ``reset_key_on_unplug`` is off: then the next EV gets the same key).
+        The EV that got the key still holds it: only :meth:`set_key` (the driver gave the
+        modem a fresh key) lets another EV have a key.
         """
         if self.state is EvseState.IDLE:
             return
@@ -457,8 +459,6 @@ class EvseMatcher:
         self.runs.clear()
         self.match = None
         self._hold_wake = None
-        if not self.config.reset_key_on_unplug:
-            self._key_holder = None  # documented: the key is kept for the next EV
         self.state = EvseState.IDLE
         self.log.info("SLAC stopped: %s", reason)
         self._events.append(Stopped(reason, was_matched))
@@ -529,7 +529,9 @@ class EvseMatcher:
             self._ignore(frame, problem)
             return
         for old in [r for r in self.runs.values() if r.ev_mac == ev]:
-            self._end_run(old, "the EV started a new run (new RunID)", now, counts=False)
+            self._end_run(
+                old, "the EV started a new run (new RunID)", now, counts=False, settle=False
+            )
         if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
             self._ignore(frame, f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)")
             return
@@ -643,7 +645,11 @@ class EvseMatcher:
             oldest = min(stale, key=lambda r: r.started)
             self._remember_answer(oldest)
             self._end_run(
-                oldest, f"replaced by EV {ev}: every parallel slot was taken", now, counts=False
+                oldest,
+                f"replaced by EV {ev}: every parallel slot was taken",
+                now,
+                counts=False,
+                settle=False,
             )
             return True
         chosen_elsewhere = [
@@ -663,6 +669,7 @@ class EvseMatcher:
                 " ms after CM_ATTEN_CHAR.RSP, the EV chose another EVSE",
                 now,
                 counts=False,
+                settle=False,
             )
             return True
         return False
@@ -700,6 +707,7 @@ class EvseMatcher:
                 f"replaced by EV {ev}, heard at {heard:.0f} dB instead of {worst_db:.0f} dB",
                 now,
                 counts=False,
+                settle=False,
             )
         run = self._new_run(ev, key[1], memo.cnf, now)
         self._begin_sounding(run, run.num_sounds, None, now)
@@ -765,10 +773,12 @@ class EvseMatcher:
                     self.modem_mac,
                 )
             return "not from this EVSE's modem"
+        if self._profile_source is not None:
+            if src == self._profile_source:
+                return None
+            return f"the profiles of this plug-in come from {self._profile_source}"
         if bytes(src) in self._evs or any(r.ev_mac == src for r in self.runs.values()):
             return "CM_ATTEN_PROFILE.IND from an EV station"
-        if self._profile_source is not None and src != self._profile_source:
-            return f"the profiles of this plug-in come from {self._profile_source}"
         return None
 
     def _on_validate(self, frame: Frame, message: AnyMessage, now: float) -> None:
@@ -985,16 +995,20 @@ class EvseMatcher:
             return []
         rivals = []
         for other in self.runs.values():
-            if other is run or other.state is RunState.WAIT_START_ATTEN:
+            if other.ev_mac == run.ev_mac:
                 continue
             theirs = other.heard_db
+            if theirs is None:  # not sounded yet in this run: as heard in its last one
+                history = self._evs.get(bytes(other.ev_mac))
+                theirs = history.heard_db if history is not None else None
             if theirs is None or mine - theirs < margin:
                 continue
             decided_by = other.decided_by
             still_choosing = (
-                other.held_request is not None  # it asks for this EVSE itself
+                decided_by is None  # it has not started sounding in this run yet
+                or now < decided_by
+                or other.held_request is not None  # it asks for this EVSE itself
                 or other.validating  # it validates with this EVSE
-                or (decided_by is not None and now < decided_by)
             )
             if still_choosing:
                 rivals.append(other)
@@ -1046,6 +1060,8 @@ class EvseMatcher:
             window = time_out * TIME_OUT_UNIT if time_out else TT_EVSE_MATCH_MNBC
         run.deadline = now + window
         run.sounding_started = now
+        if self._hold_wake is not None:  # a rival's decision time is known now
+            self._update_hold_wake(now)
         if self.log.isEnabledFor(logging.DEBUG):
             self._log_run(
                 logging.DEBUG,
@@ -1076,6 +1092,9 @@ class EvseMatcher:
         )
         run.state = RunState.WAIT_RSP
         run.sounding_done = now
+        history = self._evs.get(bytes(run.ev_mac))
+        if history is not None:
+            history.heard_db = run.heard_db
         self._send_atten_char(run, now)
         self._log_run(
             logging.INFO,
@@ -1118,8 +1137,14 @@ class EvseMatcher:
                 counts=False,
             )
 
-    def _end_run(self, run: EvRun, reason: str, now: float, counts: bool = True) -> None:
-        """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts."""
+    def _end_run(
+        self, run: EvRun, reason: str, now: float, counts: bool = True, settle: bool = True
+    ) -> None:
+        """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts.
+
+        Then (``settle``) a held request may be confirmed and the plug-in may end; a caller
+        that goes on with a new run passes ``settle=False``, and held requests are looked at
+        again at the next timer (due at once)."""
         del self.runs[run.key]
         # a failure is news; a neighbour's car that went elsewhere (crosstalk) is routine
         self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", reason)
@@ -1130,6 +1155,10 @@ class EvseMatcher:
                 history.failures += 1
                 self._events.append(AttemptFailed(history.failures, reason, run.ev_mac))
             self._last_failure = reason
+        if not settle:
+            if self._hold_wake is not None:
+                self._hold_wake = now
+            return
         if self.state is EvseState.WAITING:
             self._recheck_holds(now)
         if self.state is EvseState.WAITING and not self.runs:
@@ -1173,19 +1202,25 @@ class EvseMatcher:
     def _frame_problem(self, frame: Frame) -> Optional[str]:
         """Why a frame is not a SLAC frame this EVSE may act on, or None."""
         homeplug = frame.homeplug
+        ethernet = frame.ethernet
+        src, dst = ethernet.src, ethernet.dst
+        if (
+            homeplug.mmv == MMV_HPAV_1_1
+            and not homeplug.fmi
+            and not src[0] & 1
+            and (dst[0] & 1 or dst == self.evse_mac)
+            and src != self.evse_mac
+        ):
+            return None  # the hot path: every check passed
         if homeplug.mmv != MMV_HPAV_1_1:
             return f"MMV 0x{homeplug.mmv:02X} is not HomePlug AV 1.1 (0x01)"
         if homeplug.fmi:
             return f"a fragment (FMI 0x{homeplug.fmi:02X}): SLAC messages are never fragmented"
-        src = frame.src
         if src.is_multicast:
             return "the source MAC is not a station"
         if src == self.evse_mac:
             return "sent by this EVSE itself"
-        dst = frame.dst
-        if dst != self.evse_mac and not dst.is_multicast:
-            return "addressed to another station"
-        return None
+        return "addressed to another station"
 
     def _match_req_problem(self, frame: Frame, message: SlacMatchReq) -> Optional[str]:
         problem = _types_problem(message.application_type, message.security_type)

@@ -33,6 +33,12 @@ ETH_P_ALL = 0x0003
 MAX_FRAME = 1518
 #: Frames kept for recv() when nobody reads them (about 1.5 MB at most).
 DEFAULT_QUEUE_LIMIT = 1024
+#: Send errors that say "not now" rather than "never": the kernel had no room for this frame
+#: (ENOBUFS: a full or dropping transmit queue; ENOMEM). The frame is dropped with a warning;
+#: SLAC's own retries (the EV's requests, the EVSE's resent indications) make up for it.
+TRANSIENT_SEND_ERRORS = frozenset({errno.ENOBUFS, errno.ENOMEM})
+#: At most one warning about dropped frames this often (seconds); the others go to DEBUG.
+DROP_WARNING_INTERVAL = 1.0
 
 ReceiveCallback = Callable[[bytes, float], None]
 
@@ -90,6 +96,9 @@ class RawSocket:
         self.dropped = 0
         self.received = 0
         self.sent = 0
+        #: frames the kernel refused for now (TRANSIENT_SEND_ERRORS), dropped
+        self.send_dropped = 0
+        self._drop_warned_at: Optional[float] = None
         self.closed_reason: Optional[BaseException] = None
         self._own_filter = False
 
@@ -241,7 +250,12 @@ class RawSocket:
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, frame: bytes) -> None:
-        """Send a frame now; if the kernel buffer is full it goes out when there is room."""
+        """Send a frame now; if the socket buffer is full it goes out when there is room.
+
+        A frame the kernel has no room for at all (ENOBUFS, ENOMEM: a full or dropping
+        transmit queue) is dropped with a warning, not raised: one lost frame must not end
+        a plug-in. The interface gone raises :class:`TransportError` (and closes the socket).
+        """
         sock = self._sock
         if sock is None:
             raise self.closed_reason or TransportError(
@@ -255,6 +269,9 @@ class RawSocket:
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
+                if exc.errno in TRANSIENT_SEND_ERRORS:
+                    self._dropped_on_send(exc)
+                    return
                 if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
                     self._fail(exc)
                     raise self.closed_reason or TransportError(str(exc)) from exc
@@ -273,9 +290,30 @@ class RawSocket:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._fail(exc)
-                return
+                if exc.errno not in TRANSIENT_SEND_ERRORS:
+                    self._fail(exc)
+                    return
+                self._dropped_on_send(exc)
+            else:
+                self.sent += 1
             self._send_buffer.popleft()
-            self.sent += 1
         assert self._loop is not None
         self._loop.remove_writer(sock.fileno())
+
+    def _dropped_on_send(self, exc: OSError) -> None:
+        """One frame the kernel had no room for: dropped, and said so (not too often)."""
+        self.send_dropped += 1
+        now = self._loop.time() if self._loop is not None else 0.0
+        quiet = (
+            self._drop_warned_at is not None and now - self._drop_warned_at < DROP_WARNING_INTERVAL
+        )
+        if not quiet:
+            self._drop_warned_at = now
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "sending on %s failed for now (%s): frame dropped, %d so far; the protocol's "
+            "retries make up for it",
+            self.interface,
+            exc.strerror or exc,
+            self.send_dropped,
+        )

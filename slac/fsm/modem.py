@@ -1,0 +1,463 @@
+"""What a host asks its own GreenPHY modem, as a sans-IO state machine.
+
+Two procedures, each with its timers inside, no sockets, no asyncio, no clock:
+
+- **the key** (:meth:`ModemMachine.set_key`): CM_SET_KEY.REQ to the local modem
+  (00:B0:52:00:00:01), resent without an answer, the wait doubling each time
+  (``set_key_timeout``, ``set_key_retries``); CM_SET_KEY.CNF with a Result in
+  ``set_key_result_ok`` is :class:`KeySet`, another Result or no answer at all is
+  :class:`KeyNotSet`;
+- **link supervision** (:meth:`ModemMachine.start_supervision`): after a match,
+  VS_PL_LINK_STATUS.REQ every ``link_check_period``, decided on what the modem *reports*:
+
+  ===================================  ====================================================
+  the modem answers "linked"           the link is up (:class:`LinkUp` the first time)
+  it answers "no link", never up yet   wait; after TT_match_join (``link_join_timeout``):
+                                       :class:`LinkLost` (NOT_JOINED)
+  it answers "no link", was up         LINK_DOWN_ANSWERS (2) such answers in a row:
+                                       :class:`LinkLost` (LINK_DOWN)
+  a poll unanswered until the next     not "link down": counted apart;
+                                       ``link_check_max_unanswered`` in a row (once the
+                                       modem has answered at all; 0: never):
+                                       :class:`LinkLost` (MODEM_SILENT)
+  never answered, TT_match_join over   a modem without that vendor message:
+                                       :class:`SupervisionOff`, one warning
+  ===================================  ====================================================
+
+The driver feeds :meth:`~ModemMachine.receive_frame` (it returns True for the modem's
+answers, which are for no other machine), :meth:`~ModemMachine.handle_timer` and the API
+calls, each with ``now``, and pulls :meth:`~ModemMachine.frames_to_send`,
+:meth:`~ModemMachine.events` and :attr:`~ModemMachine.deadline`.
+
+The modem's own MAC address is learned from its answers (the source of CM_SET_KEY.CNF and
+VS_PL_LINK_STATUS.CNF, unicast to this host while a request waits for them):
+:attr:`~ModemMachine.modem_mac`, and :class:`ModemFound` when it is first learned or
+changes. Until then it is None.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional, Protocol, Union
+
+from slac import enums
+from slac.enums import PLC_LOCAL_MAC
+from slac.errors import ModemError, ModemTimeoutError
+from slac.fsm.events import Outgoing
+from slac.messages import Frame, SetKeyCnf, SetKeyReq, VsPlLinkStatusCnf, VsPlLinkStatusReq
+from slac.utils import MacAddress
+
+logger = logging.getLogger(__name__)
+
+#: "no link" answers in a row, after the link was up, that mean it is lost
+LINK_DOWN_ANSWERS = 2
+#: the modem's answers to the host's requests: for this machine, never for a matcher
+MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf)
+_LOCAL_MODEM = MacAddress(PLC_LOCAL_MAC)
+
+Log = Union[logging.Logger, "logging.LoggerAdapter[logging.Logger]"]
+
+
+class ModemConfig(Protocol):
+    """The settings the machine reads (``slac.environment.Config`` has them all)."""
+
+    @property
+    def set_key_timeout(self) -> float: ...
+
+    @property
+    def set_key_retries(self) -> int: ...
+
+    @property
+    def set_key_result_ok(self) -> tuple[int, ...]: ...
+
+    @property
+    def link_check_period(self) -> float: ...
+
+    @property
+    def link_join_timeout(self) -> float: ...
+
+    @property
+    def link_check_max_unanswered(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ModemSettings:
+    """Settings for a driver without a ``Config`` (the key alone: supervision off)."""
+
+    set_key_timeout: float
+    set_key_retries: int
+    set_key_result_ok: tuple[int, ...]
+    link_check_period: float = 0.0
+    link_join_timeout: float = enums.TT_MATCH_JOIN
+    link_check_max_unanswered: int = 0
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+class KeyFailure(Enum):
+    NO_ANSWER = "no CM_SET_KEY.CNF"
+    REFUSED = "CM_SET_KEY.CNF with a Result that is not success"
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The modem confirmed the key: it is in (or forms) the logical network of this NMK."""
+
+    nmk: bytes = field(repr=False)
+    nid: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class KeyNotSet:
+    """The modem did not take the key. Which key it holds now is not known."""
+
+    failure: KeyFailure
+    attempts: int
+    #: the waits for CM_SET_KEY.CNF added up (seconds)
+    waited: float
+    result: Optional[int] = None
+    accepted: tuple[int, ...] = ()
+
+    def error(self, interface: str) -> ModemError:
+        """The exception a driver raises for this, in plain words."""
+        if self.failure is KeyFailure.NO_ANSWER:
+            return ModemTimeoutError(
+                f"the modem on {interface} did not answer CM_SET_KEY.REQ "
+                f"({self.attempts} attempts, {self.waited:.1f} s); check that the GreenPHY "
+                "modem is connected and powered"
+            )
+        ok = ", ".join(str(v) for v in self.accepted)
+        return ModemError(
+            f"the modem on {interface} refused the key: CM_SET_KEY.CNF "
+            f"Result {self.result} (accepted: {ok}; set SET_KEY_RESULT_OK if "
+            "this modem reports success differently)"
+        )
+
+
+@dataclass(frozen=True)
+class ModemFound:
+    """The modem's own MAC address, learned from an answer (first time, or changed)."""
+
+    mac: MacAddress
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """What the modem reported (VS_PL_LINK_STATUS.CNF); None: a query went unanswered."""
+
+    linked: Optional[bool]
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """Supervision saw the link up for the first time since it started."""
+
+
+class LinkLoss(Enum):
+    NOT_JOINED = "not joined"
+    LINK_DOWN = "link down"
+    MODEM_SILENT = "modem silent"
+
+
+@dataclass(frozen=True)
+class LinkLost:
+    """Supervision decided that the link to the EV is lost; it has stopped."""
+
+    loss: LinkLoss
+    reason: str
+
+
+@dataclass(frozen=True)
+class SupervisionOff:
+    """Supervision stopped without a verdict (the modem never answered VS_PL_LINK_STATUS)."""
+
+    reason: str
+
+
+ModemEvent = Union[KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost, SupervisionOff]
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+@dataclass
+class _KeyRequest:
+    nmk: bytes = field(repr=False)
+    nid: bytes
+    request: SetKeyReq = field(repr=False)
+    attempts: int
+    wait: float
+    deadline: float
+    waited: float = 0.0
+    attempt: int = 1
+
+
+@dataclass
+class _Supervision:
+    since: float
+    next_poll: float
+    up: bool = False
+    answered: bool = False
+    #: "no link" answers in a row since the link was up
+    down: int = 0
+    #: polls in a row without an answer
+    unanswered: int = 0
+
+
+class ModemMachine:
+    """The host's requests to its own modem, without I/O.
+
+    ``host_mac`` is this host's MAC (the modem answers to it); ``config`` is read at each
+    request, so that changed settings apply to the next one.
+    """
+
+    def __init__(self, host_mac: bytes, config: ModemConfig, *, log: Optional[Log] = None):
+        self.host_mac = MacAddress(host_mac)
+        self.config = config
+        self.log: Log = log or logger
+        #: the modem's own address, once an answer told it
+        self.modem_mac: Optional[MacAddress] = None
+        self._key: Optional[_KeyRequest] = None
+        self._supervision: Optional[_Supervision] = None
+        #: a VS_PL_LINK_STATUS.REQ went out and its answer has not come
+        self._poll_out = False
+        self._query_deadline: Optional[float] = None
+        self._outgoing: list[Outgoing] = []
+        self._events: list[ModemEvent] = []
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def frames_to_send(self) -> list[Outgoing]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def events(self) -> list[ModemEvent]:
+        out, self._events = self._events, []
+        return out
+
+    @property
+    def deadline(self) -> Optional[float]:
+        """When :meth:`handle_timer` must be called next (None: no timer runs)."""
+        soonest = self._query_deadline
+        if self._key is not None and (soonest is None or self._key.deadline < soonest):
+            soonest = self._key.deadline
+        sup = self._supervision
+        if sup is not None and (soonest is None or sup.next_poll < soonest):
+            soonest = sup.next_poll
+        return soonest
+
+    @property
+    def key_pending(self) -> bool:
+        """A CM_SET_KEY.REQ waits for its confirmation."""
+        return self._key is not None
+
+    @property
+    def supervising(self) -> bool:
+        return self._supervision is not None
+
+    # --- API ----------------------------------------------------------------------------------
+
+    def set_key(self, nmk: bytes, nid: bytes, now: float) -> None:
+        """Send CM_SET_KEY.REQ for this NMK/NID; ends in :class:`KeySet` or :class:`KeyNotSet`.
+
+        One key at a time: RuntimeError while another waits for its confirmation.
+        """
+        if self._key is not None:
+            raise RuntimeError("a CM_SET_KEY.REQ is waiting for its confirmation")
+        wait = self.config.set_key_timeout
+        self._key = _KeyRequest(
+            nmk=nmk,
+            nid=nid,
+            request=SetKeyReq(nid=nid, new_key=nmk),
+            attempts=1 + self.config.set_key_retries,
+            wait=wait,
+            deadline=now + wait,
+        )
+        self._send(self._key.request)
+
+    def abort_key(self) -> None:
+        """Forget the pending CM_SET_KEY.REQ (its driver gave up): no event follows."""
+        self._key = None
+
+    def start_supervision(self, now: float) -> None:
+        """Supervise the link from now on (after CM_SLAC_MATCH.CNF); off with period 0."""
+        period = self.config.link_check_period
+        if period <= 0:
+            self._supervision = None
+            return
+        self._supervision = _Supervision(since=now, next_poll=now + period)
+        self._poll_out = False
+
+    def stop_supervision(self) -> None:
+        self._supervision = None
+
+    def query_link(self, now: float, timeout: float) -> None:
+        """Ask the modem once; :class:`LinkStatus` follows (linked None after ``timeout``)."""
+        if self._query_deadline is None:  # else the query waiting gets the same answer
+            self._query_deadline = now + timeout
+            self._poll()
+
+    def stop(self) -> None:
+        """Forget every procedure (the driver closes): no events follow."""
+        self._key = None
+        self._supervision = None
+        self._query_deadline = None
+        self._poll_out = False
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def receive_frame(self, frame: Frame, now: float) -> bool:
+        """Feed a received frame; True when it is an answer of a modem (for no one else)."""
+        message = frame.message
+        if isinstance(message, SetKeyCnf):
+            self._on_set_key_cnf(frame, message, now)
+            return True
+        if isinstance(message, VsPlLinkStatusCnf):
+            self._on_link_status_cnf(frame, message, now)
+            return True
+        return False
+
+    def handle_timer(self, now: float) -> None:
+        """Process every deadline that has come by ``now``."""
+        key = self._key
+        if key is not None and now >= key.deadline:
+            self._set_key_timeout(key, now)
+        if self._query_deadline is not None and now >= self._query_deadline:
+            self._query_deadline = None
+            self._events.append(LinkStatus(None))
+        supervision = self._supervision
+        if supervision is not None and now >= supervision.next_poll:
+            self._poll_due(supervision, now)
+
+    # --- the key --------------------------------------------------------------------------------
+
+    def _set_key_timeout(self, key: _KeyRequest, now: float) -> None:
+        key.waited += key.wait
+        self.log.warning(
+            "no CM_SET_KEY.CNF from the modem within %.1f s (attempt %d/%d)",
+            key.wait,
+            key.attempt,
+            key.attempts,
+        )
+        if key.attempt >= key.attempts:
+            self._key = None
+            self._events.append(KeyNotSet(KeyFailure.NO_ANSWER, key.attempts, key.waited))
+            return
+        key.attempt += 1
+        key.wait *= 2
+        key.deadline = now + key.wait
+        self._send(key.request)
+
+    def _on_set_key_cnf(self, frame: Frame, message: SetKeyCnf, now: float) -> None:
+        key = self._key
+        if key is None or not self._from_modem(frame):
+            self.log.debug("unexpected CM_SET_KEY.CNF from %s ignored", frame.src)
+            return
+        self._learn(frame.src)
+        self._key = None
+        accepted = tuple(self.config.set_key_result_ok)
+        if message.result in accepted:
+            self._events.append(KeySet(key.nmk, key.nid, key.attempt))
+        else:
+            self._events.append(
+                KeyNotSet(KeyFailure.REFUSED, key.attempt, key.waited, message.result, accepted)
+            )
+
+    # --- the link -------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        self._poll_out = True
+        self._send(VsPlLinkStatusReq())
+
+    def _poll_due(self, sup: _Supervision, now: float) -> None:
+        if self._poll_out:  # the last poll went unanswered: not "link down", counted apart
+            sup.unanswered += 1
+            limit = self.config.link_check_max_unanswered
+            self.log.debug(
+                "VS_PL_LINK_STATUS.REQ unanswered (%d in a row, limit %s)",
+                sup.unanswered,
+                limit or "none",
+            )
+            if sup.answered and limit and sup.unanswered >= limit:
+                self._lost(
+                    LinkLoss.MODEM_SILENT,
+                    f"the modem left {sup.unanswered} VS_PL_LINK_STATUS polls in a row "
+                    "unanswered (LINK_CHECK_MAX_UNANSWERED)",
+                )
+                return
+        if not sup.up and now - sup.since >= self.config.link_join_timeout:
+            if not sup.answered:
+                reason = "the modem does not answer VS_PL_LINK_STATUS: link supervision off"
+                self.log.warning("%s", reason)
+                self._supervision = None
+                self._events.append(SupervisionOff(reason))
+                return
+            self._lost(LinkLoss.NOT_JOINED, "the EV did not join within TT_match_join")
+            return
+        sup.next_poll = now + self.config.link_check_period
+        self._poll()
+
+    def _on_link_status_cnf(self, frame: Frame, message: VsPlLinkStatusCnf, now: float) -> None:
+        if not self._poll_out or not self._from_modem(frame):
+            self.log.debug("unexpected VS_PL_LINK_STATUS.CNF from %s ignored", frame.src)
+            return
+        self._poll_out = False
+        self._learn(frame.src)
+        linked = message.linked
+        self._query_deadline = None
+        self._events.append(LinkStatus(linked))
+        sup = self._supervision
+        if sup is None:
+            return
+        if sup.unanswered:
+            self.log.info(
+                "the modem answers VS_PL_LINK_STATUS again after %d unanswered polls",
+                sup.unanswered,
+            )
+            sup.unanswered = 0
+        sup.answered = True
+        if linked:
+            if not sup.up:
+                self.log.info("link to the EV is up")
+                self._events.append(LinkUp())
+            sup.up = True
+            sup.down = 0
+            return
+        if not sup.up:
+            if now - sup.since >= self.config.link_join_timeout:
+                self._lost(LinkLoss.NOT_JOINED, "the EV did not join within TT_match_join")
+            return
+        sup.down += 1
+        if sup.down >= LINK_DOWN_ANSWERS:
+            self._lost(
+                LinkLoss.LINK_DOWN,
+                f"the modem reported no link {sup.down} times in a row",
+            )
+
+    def _lost(self, loss: LinkLoss, reason: str) -> None:
+        self._supervision = None
+        self.log.warning("link to the EV lost: %s", reason)
+        self._events.append(LinkLost(loss, reason))
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _from_modem(self, frame: Frame) -> bool:
+        """An answer to this host (unicast) from a station (a modem has a unicast MAC)."""
+        return frame.dst == self.host_mac and not frame.src.is_multicast
+
+    def _learn(self, mac: MacAddress) -> None:
+        if mac == self.modem_mac:
+            return
+        if self.modem_mac is None:
+            self.log.info("the modem is %s", mac)
+        else:
+            self.log.info("the modem's address changed from %s to %s", self.modem_mac, mac)
+        self.modem_mac = mac
+        self._events.append(ModemFound(mac))
+
+    def _send(self, message: Union[SetKeyReq, VsPlLinkStatusReq]) -> None:
+        self._outgoing.append(Outgoing(_LOCAL_MODEM, message))
