@@ -12,18 +12,38 @@ runs; then none.
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from slac import enums
 from slac.capture import Captured, CaptureSocket
-from slac.messages import SlacParmReq, decode_frame
+from slac.environment import Config
+from slac.ev import SlacEvSession
+from slac.messages import (
+    AttenCharInd,
+    AttenCharRsp,
+    Frame,
+    MnbcSoundInd,
+    SlacMatchCnf,
+    SlacMatchReq,
+    SlacParmCnf,
+    SlacParmReq,
+    decode_frame,
+)
 from slac.netns import Netns, VethPair
+from slac.utils import MacAddress, nid_from_nmk
 
 from .conftest import needs_root
+from .inbox import Inbox
 from .replay import Wire
 
 pytestmark = needs_root
+
+EVSE = MacAddress("02:00:00:00:05:01")
 
 SLAC = str(Path(sys.executable).parent / "slac")
 TRANSMISSION_DELAY = 0.25  # the test system's par_CMN_Transmission_Delay
@@ -94,3 +114,83 @@ async def test_slac_ev_repeats_parm_req_as_iso_15118_5_measures_it(tmp_path: Pat
     assert attempts[-1][0] - attempts[0][0] < enums.TT_MATCHING_REPETITION
     assert attempts[-1][0] - attempts[0][0] + pauses[0] + 0.4 >= enums.TT_MATCHING_REPETITION
     assert len(attempts) >= 7
+
+
+class RecordingInbox(Inbox):
+    """An inbox that also keeps every frame, for checks after the run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.every: list[Frame] = []
+
+    def put(self, frame: Frame, at: float) -> None:
+        self.every.append(frame)
+        super().put(frame, at)
+
+
+async def test_forged_cnf_and_ind_floods_over_veth_cannot_take_the_match(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While a real EVSE matches our EV, 300 forged CM_SLAC_PARM.CNF (valid, this RunID) from
+    as many MACs fill the EV's candidate list, and 600 CM_ATTEN_CHAR.IND at 0 dB come from
+    stations that did not confirm (or did not fit): none is answered, the EV's state stays
+    bounded, and it matches the EVSE that sounded with it (20 dB)."""
+    cnf_flood = [MacAddress(bytes([2, 0xF1, 0, 0, i >> 8, i & 0xFF])) for i in range(300)]
+    ind_flood = [MacAddress(bytes([2, 0xF2, 0, 0, i >> 8, i & 0xFF])) for i in range(300)]
+    nmk = bytes(range(16))
+    with Netns() as far, VethPair(netns_b=far) as pair:
+        subprocess.run(far.command(["ip", "link", "set", pair.name_b, "promisc", "on"]), check=True)
+        wire = await Wire(far, pair.name_b).start()
+        inbox = wire.inbox = RecordingInbox()
+        ev = SlacEvSession(pair.name_a, Config(set_key_settle_time=0, set_key_timeout=0.3))
+        caplog.set_level(logging.DEBUG, logger="slac.ev")
+        try:
+            await ev.open()
+            assert ev.mac is not None and ev.matcher is not None
+            ev_mac = ev.mac
+            matching = asyncio.ensure_future(ev.match())
+            request, _ = await inbox.expect(SlacParmReq, 5)
+            run_id = request.message.run_id  # type: ignore[union-attr]
+            cnf = SlacParmCnf(forwarding_sta=ev_mac, run_id=run_id)
+            wire.send(cnf, ev_mac, EVSE)
+            for mac in cnf_flood:
+                wire.send(cnf, ev_mac, mac)
+            while True:  # the EV's last sound
+                sound, _ = await inbox.expect(MnbcSoundInd, 3)
+                if sound.message.remaining_sounds == 0:  # type: ignore[union-attr]
+                    break
+            kept = {MacAddress(k) for k in ev.matcher.candidates}
+            assert EVSE in kept and len(kept) <= ev.matcher.config.max_candidates
+            forged = AttenCharInd(
+                source_address=ev_mac, run_id=run_id, num_sounds=10, aag=(0,) * 58
+            )
+            real = AttenCharInd(source_address=ev_mac, run_id=run_id, num_sounds=10, aag=(20,) * 58)
+            senders = ind_flood + [m for m in cnf_flood if m not in kept]
+            for i, mac in enumerate(senders):
+                wire.send(forged, ev_mac, mac)
+                if i == len(senders) // 2:
+                    wire.send(real, ev_mac, EVSE)
+                if i % 50 == 49:
+                    await asyncio.sleep(0.005)  # paced: the EV's socket buffer keeps them all
+            match_req, _ = await inbox.expect(SlacMatchReq, 3)
+            assert match_req.dst == EVSE
+            wire.send(
+                SlacMatchCnf(
+                    pev_mac=ev_mac, evse_mac=EVSE, run_id=run_id, nid=nid_from_nmk(nmk), nmk=nmk
+                ),
+                ev_mac,
+                EVSE,
+            )
+            result = await asyncio.wait_for(matching, 5)
+            await asyncio.sleep(0.1)
+        finally:
+            await ev.close()
+            wire.close()
+    assert result.evse_mac == EVSE and result.nmk == nmk
+    assert result.average_attenuation == 20.0
+    assert len(result.candidates) <= 16
+    answered = {f.dst for f in inbox.every if isinstance(f.message, AttenCharRsp)}
+    assert answered == {EVSE}
+    assert wire.set_keys[-1] == nmk
+    ignored = [r for r in caplog.records if "did not confirm this run" in r.getMessage()]
+    assert len(ignored) >= 500, len(ignored)  # the floods did reach the EV
