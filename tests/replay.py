@@ -171,6 +171,10 @@ async def replay_car(wire: Wire, session: Session, evse_mac: MacAddress) -> CarR
             dst = bytes(evse_mac)
         if isinstance(message, SlacMatchReq):
             message = replace(message, evse_mac=evse_mac)
+        if isinstance(message, AttenProfileInd):
+            # the modem that answers our CM_SET_KEY.REQ stands in for the recorded EVSE's
+            # modem: our EVSE takes profiles from its own modem only
+            return message, dst, bytes(MODEM)
         return message, dst, bytes(frame.src)
 
     recorded_anchor = {
