@@ -32,9 +32,18 @@ def can_create_namespaces() -> tuple[bool, str]:
     return True, ""
 
 
+#: Set by a test that runs a program creating test hosts: the program's names carry this tag
+#: (a letter and digits, at most 5 characters) instead of its process id, so the test can
+#: tell its hosts from those of tests running beside it.
+NETNS_TAG_VARIABLE = "SLAC_NETNS_TAG"
+
+
 def unique_name(prefix: str) -> str:
     """A name no other test run uses at the same time (at most 15 characters)."""
-    return f"{prefix}{os.getpid() % 100000}x{next(_counter)}"[:15]
+    tag = os.environ.get(NETNS_TAG_VARIABLE, "")
+    if not (1 <= len(tag) <= 5 and tag[0].isalpha() and tag[1:].isdigit()):
+        tag = str(os.getpid() % 100000)
+    return f"{prefix}{tag}x{next(_counter)}"[:15]
 
 
 def ip(*args: str, netns: Optional[str] = None, check: bool = True) -> str:

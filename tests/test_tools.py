@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from slac import Config, SlacEvseSession, SlacSessionController
-from slac.netns import Netns, VethPair
+from slac.netns import NETNS_TAG_VARIABLE, Netns, VethPair
 from slac.powerline import Powerline, Topology
 
 from .conftest import ROOT, needs_root
@@ -26,9 +26,17 @@ pytestmark = needs_root
 SIM = str(ROOT / "examples" / "ev_slac_scapy.py")
 
 
+#: the tag of the test hosts that the programs these tests start create (other tests, e.g.
+#: the conformance suites, create namespaces of their own at the same time)
+TAG = f"q{os.getpid() % 10000}"
+TAGGED = {**os.environ, NETNS_TAG_VARIABLE: TAG}
+
+
 def namespaces() -> set[str]:
+    """The network namespaces that programs started by these tests created."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {name for name in names if f"{TAG}x" in name}
 
 
 async def test_scapy_ev_shares_the_evses_own_interface_with_another_mac() -> None:
@@ -170,6 +178,7 @@ async def test_make_demo_matches_and_shows_ipv6_then_cleans_up() -> None:
         "make",
         "demo",
         cwd=ROOT,
+        env=TAGGED,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -189,6 +198,7 @@ async def test_interrupted_demo_removes_everything_it_created() -> None:
         sys.executable,
         str(ROOT / "scripts" / "demo.py"),
         cwd=ROOT,
+        env=TAGGED,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -247,6 +257,7 @@ async def test_powerline_command_runs_until_interrupted_and_cleans_up(name: str)
     process = await asyncio.create_subprocess_exec(
         *command,
         cwd=ROOT,
+        env=TAGGED,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,  # SIGINT to the group, as Ctrl-C does (make passes it on)
