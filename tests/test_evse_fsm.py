@@ -1234,14 +1234,15 @@ def test_a_naive_neighbours_match_req_waits_and_the_own_car_heard_best_gets_the_
     assert RunEnded(NEIGHBOUR, nb_run, "this EVSE matched another EV") in h.all_events
 
 
-@pytest.mark.parametrize("later", [0.0, 0.2, 0.4])
+@pytest.mark.parametrize("later", [0.0, 0.2, 0.3])
 def test_a_comparing_ev_heard_worse_gets_its_cnf_within_its_retries_once_the_better_ev_left(
     later: float,
 ) -> None:
     """The EV heard best sounded here but chose another EVSE. An EV that compares every
     CM_ATTEN_CHAR.IND asks TT_EV_atten_results after its first CM_START_ATTEN_CHAR.IND and
     resends every TT_match_response, C_EV_match_retry times: it gets its CNF within that
-    window as long as the better EV started sounding at most 400 ms after it."""
+    window as long as the better EV started sounding at most 300 ms after it (the CNF goes
+    out within TP_match_response of the EV's last request, while the EV still listens)."""
     h = Harness()
     worse, worse_run = NEIGHBOUR, b"\x20" * 8
     h.parm(worse, worse_run)
@@ -1265,21 +1266,26 @@ def test_a_comparing_ev_heard_worse_gets_its_cnf_within_its_retries_once_the_bet
             h.match_req(worse, worse_run)
     h.advance(0.2)
     confirmed = h.when(SlacMatchCnf)
-    assert confirmed and confirmed[0] <= first_request + 0.6  # while it still listens
+    assert confirmed and confirmed[0] <= first_request + 0.5  # while it still listens
     assert {o.dst for o in h.sent_of(SlacMatchCnf)} == {worse}
     assert h.events_of(Matched) == [Matched(worse, worse_run, NID)]
 
 
 def test_a_held_request_is_confirmed_when_the_better_evs_run_ends() -> None:
     """The better-heard EV never answers this EVSE's CM_ATTEN_CHAR.IND (it went elsewhere):
-    when its run ends, the waiting EV, still asking, is confirmed at once."""
+    when its run ends (after the IND and its C_EV_match_retry resends), the waiting EV,
+    still asking (its last request came less than TP_match_response before), is confirmed
+    at once."""
     h = Harness()
     _two_sounding(h)
     nb_run = b"\x20" * 8
     h.rsp(NEIGHBOUR, nb_run)
+    h.advance(0.0)
+    better_ind = h.when(AttenCharInd, EV)[0]
+    h.advance(better_ind + 0.15 - h.now)
     assert h.match_req(NEIGHBOUR, nb_run) == []
-    out = h.advance(0.21) + h.match_req(NEIGHBOUR, nb_run)
-    out += h.advance(0.21) + h.match_req(NEIGHBOUR, nb_run)
+    out = h.advance(0.2) + h.match_req(NEIGHBOUR, nb_run)
+    out += h.advance(0.2) + h.match_req(NEIGHBOUR, nb_run)  # 50 ms before the run ends
     out += h.advance(0.2)
     assert [o.dst for o in out if isinstance(o.message, SlacMatchCnf)] == [NEIGHBOUR]
     assert h.events_of(Matched) == [Matched(NEIGHBOUR, nb_run, NID)]
@@ -1332,3 +1338,38 @@ def test_a_better_heard_ev_that_starts_over_still_comes_first() -> None:
     (cnf,) = h.match_req(EV, again)
     assert cnf.dst == EV
     assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]
+
+
+@pytest.mark.parametrize(("decided_after", "confirmed"), [(0.05, True), (0.15, False), (0.2, False)])
+def test_a_held_request_is_confirmed_only_while_the_ev_still_listens(
+    decided_after: float, confirmed: bool
+) -> None:
+    """The EV asks C_EV_match_retry + 1 times, TT_match_response apart, and gives up
+    TT_match_response after its last request. A held request is answered within
+    TP_match_response (100 ms) of the EV's latest request, so that the CNF reaches the EV
+    before it gives up; when the better-heard EV is known to have chosen (TT_EV_atten_results
+    after its first CM_START_ATTEN_CHAR.IND, and one TT_match_response) only later than that,
+    the request is not confirmed at all (the EV starts over), and the EVSE is not matched
+    with an EV that never received its key."""
+    h = Harness()
+    started = h.now
+    _two_sounding(h)  # both EVs' CM_START_ATTEN_CHAR.IND at `started`
+    nb_run = b"\x20" * 8
+    h.rsp(NEIGHBOUR, nb_run)
+    h.rsp(EV, RUN)  # the better-heard EV asks another EVSE
+    better_decided = started + 1.2 + 0.2
+    last_request = better_decided - decided_after
+    h.advance(last_request - 0.4 - h.now)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    for _ in range(2):  # its resends
+        h.advance(0.2)
+        assert h.match_req(NEIGHBOUR, nb_run) == []
+    assert h.now == pytest.approx(last_request)
+    h.advance(0.5)
+    sent = h.when(SlacMatchCnf)
+    if confirmed:
+        assert sent and sent[0] <= last_request + 0.1
+        assert h.events_of(Matched) == [Matched(NEIGHBOUR, nb_run, NID)]
+    else:
+        assert sent == []
+        assert h.matcher.state is EvseState.WAITING

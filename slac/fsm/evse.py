@@ -64,6 +64,7 @@ from slac.enums import (
     TIME_OUT_UNIT,
     TT_EV_ATTEN_RESULTS,
     TT_EVSE_MATCH_MNBC,
+    TP_MATCH_RESPONSE,
     TT_MATCH_RESPONSE,
     ValidateResult,
 )
@@ -946,7 +947,10 @@ class EvseMatcher:
         if rivals:
             first = run.held_request is None
             run.held_request = message
-            run.held_until = now + TT_MATCH_RESPONSE  # the EV listens this long after a request
+            # The EV gives up TT_match_response after its last request, and this may be its
+            # last: a confirmation goes out within TP_match_response of the latest request,
+            # so that it arrives while the EV still listens, or not at all.
+            run.held_until = now + TP_MATCH_RESPONSE
             self._update_hold_wake(now)
             if first:
                 rival = rivals[0]
