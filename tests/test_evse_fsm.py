@@ -1340,7 +1340,9 @@ def test_a_better_heard_ev_that_starts_over_still_comes_first() -> None:
     assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]
 
 
-@pytest.mark.parametrize(("decided_after", "confirmed"), [(0.05, True), (0.15, False), (0.2, False)])
+@pytest.mark.parametrize(
+    ("decided_after", "confirmed"), [(0.05, True), (0.15, False), (0.2, False)]
+)
 def test_a_held_request_is_confirmed_only_while_the_ev_still_listens(
     decided_after: float, confirmed: bool
 ) -> None:
@@ -1373,3 +1375,81 @@ def test_a_held_request_is_confirmed_only_while_the_ev_still_listens(
     else:
         assert sent == []
         assert h.matcher.state is EvseState.WAITING
+
+
+# Lost CM_SLAC_PARM.REQ or CM_SLAC_PARM.CNF (a car park with loss): the EV hears only a
+# neighbour's EVSE, unless this EVSE confirms again when the EV announces its sounding.
+
+
+def test_each_start_atten_char_of_a_confirmed_run_gets_its_parm_cnf_again() -> None:
+    """The EV's CM_SLAC_PARM.CNF may have been lost while a neighbour's EVSE confirmed: the EV
+    then sounds without counting this EVSE, and would ignore its CM_ATTEN_CHAR.IND (issue 13
+    item 3). Each valid CM_START_ATTEN_CHAR.IND is answered with the run's CNF, so the EV
+    counts this EVSE while it sounds (ISO 15118-5's SECC sounding cases ignore
+    CM_SLAC_PARM.CNF)."""
+    h = Harness()
+    (cnf,) = h.parm(EV, RUN)
+    out = []
+    for _ in range(3):
+        out += h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST)
+    assert out == [cnf, cnf, cnf]
+    assert h.matcher.runs[(bytes(EV), RUN)].state is RunState.SOUNDING
+
+
+def test_an_invalid_start_atten_char_is_not_confirmed() -> None:
+    h = Harness()
+    h.parm(EV, RUN)
+    for bad in (
+        StartAttenCharInd(forwarding_sta=EV, run_id=RUN, resp_type=0),
+        StartAttenCharInd(forwarding_sta=ev_mac(9), run_id=RUN),
+        StartAttenCharInd(forwarding_sta=EV, run_id=RUN, num_sounds=0),
+    ):
+        assert h.feed(bad, EV, BROADCAST) == []
+    h.start_atten(EV, RUN, copies=1)
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN, time_out=0), EV, BROADCAST) == []
+
+
+def test_a_start_atten_char_of_an_ev_whose_request_was_lost_opens_its_run() -> None:
+    """The EV's only CM_SLAC_PARM.REQ was lost on its way to this EVSE, and a neighbour's EVSE
+    confirmed it, so it sounds: its valid CM_START_ATTEN_CHAR.IND gets the CNF the request
+    would have got, and the EV is sounded and can choose this EVSE."""
+    h = Harness()
+    out = h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST)
+    assert [o.message for o in out] == [
+        SlacParmCnf(forwarding_sta=EV, run_id=RUN),
+    ]
+    assert out[0].dst == EV
+    assert h.events_of(MatchingOngoing) == [MatchingOngoing(EV, RUN)]
+    h.start_atten(EV, RUN, copies=2)
+    for i in range(10):
+        h.advance(0.02)
+        h.sound(EV, RUN, 9 - i, [20] * 58)
+    h.advance(0.5)
+    ind = h.sent_of(AttenCharInd)[0]
+    assert (ind.dst, ind.message.run_id) == (EV, RUN)  # type: ignore[attr-defined]
+    h.rsp(EV, RUN)
+    (match,) = h.match_req(EV, RUN)
+    assert isinstance(match.message, SlacMatchCnf)
+
+
+def test_a_start_atten_char_opens_no_run_for_an_ev_this_evse_answered_before() -> None:
+    """What ISO 15118-5 checks stays: a START with another RunID than the EV's run
+    (TC_SECC_CMN_VTB_AttenuationCharacterization_018) and a START after the run ended at
+    TT_match_sequence (_012) are not answered and start nothing."""
+    h = Harness()
+    h.parm(EV, RUN)
+    other = bytes.fromhex("3333333333333333")
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=other), EV, BROADCAST) == []
+    h.advance(0.45)  # the run ends: no CM_START_ATTEN_CHAR.IND within TT_match_sequence
+    assert h.matcher.runs == {}
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST) == []
+    assert h.matcher.runs == {}
+
+
+def test_confirm_on_start_is_a_setting() -> None:
+    h = Harness(Config(confirm_on_start=False))
+    h.parm(EV, RUN)
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST) == []
+    other = ev_mac(9)
+    assert h.feed(StartAttenCharInd(forwarding_sta=other, run_id=RUN), other, BROADCAST) == []
+    assert list(h.matcher.runs) == [(bytes(EV), RUN)]
