@@ -50,10 +50,11 @@ lint: $(STAMP) ## ruff, mypy (strict) and hadolint (Dockerfile)
 	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, latency and scale vs Qualcomm evse
+bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, car park, latency and scale vs Qualcomm evse
 	mkdir -p $(BENCH_OUT)
 	$(PY) benchmarks/codecs.py --json $(BENCH_OUT)/codecs.json $(BENCH_CODECS_ARGS)
 	$(PY) benchmarks/evse_cpu.py --json $(BENCH_OUT)/evse_cpu.json $(BENCH_CPU_ARGS)
+	$(PY) benchmarks/carpark.py --json $(BENCH_OUT)/carpark.json --md $(BENCH_OUT)/carpark.md $(BENCH_CARPARK_ARGS)
 	$(PY) benchmarks/scale.py --out $(BENCH_OUT) $(BENCH_SCALE_ARGS)
 
 demo: $(STAMP) ## SLAC from plug-in to IPv6 on a virtual powerline: no modem needed (root)

@@ -150,6 +150,9 @@ TT_MATCHING_RATE = 0.4
 TT_MATCHING_REPETITION = 10.0
 #: TP_EV_batch_msg_interval: between two sounds (20 ms to 50 ms).
 TP_EV_BATCH_MSG_INTERVAL = 0.02
+TP_EV_BATCH_MSG_INTERVAL_MAX = 0.05
+#: TP_match_response: the performance time of an answer to a request (ISO 15118-5: 100 ms).
+TP_MATCH_RESPONSE = 0.1
 #: ATTEN_RESULTS_TIMEOUT upper bound: the EVSE must answer before the EV's 1200 ms run out.
 ATTEN_RESULTS_TIMEOUT_MAX_MS = 1050
 #: A CM_SLAC_MATCH.REQ from an EV heard this much worse (dB, mean over the groups) than

@@ -15,6 +15,7 @@ pytestmark = needs_root
 QUICK = {
     "BENCH_CODECS_ARGS": "--repeat 1",
     "BENCH_CPU_ARGS": "--rounds 5",
+    "BENCH_CARPARK_ARGS": "--episodes 2",
     "BENCH_SCALE_ARGS": "--sizes 1,8 --idle 1 --spread 1 --pair-matches 3 "
     "--opu-pair-matches 2 --opu-max 8",
 }
@@ -39,6 +40,9 @@ def test_make_bench_writes_table_json_and_chart(tmp_path: Path) -> None:
     assert (out / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {r["message"] for r in results["codecs"]} >= {"CM_SLAC_PARM.REQ", "CM_SLAC_MATCH.CNF"}
     assert results["evse_cpu"]["frames_per_cpu_second"] > 0
+    carpark = json.loads((out / "carpark.json").read_text())
+    assert carpark["kinds"]["lowest"]["figures"]["plug_ins"] == 32
+    assert (out / "carpark.md").read_text().startswith("Car park, 2 seeded episodes")
     cases = {(c["label"], c["evse"]): c for c in results["cases"]}
     pair = cases[("pair", "slac")]["rounds"]["sequential"]
     assert pair["matched"] == 3 and pair["wrong_pairings"] == 0

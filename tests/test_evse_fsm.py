@@ -1234,14 +1234,15 @@ def test_a_naive_neighbours_match_req_waits_and_the_own_car_heard_best_gets_the_
     assert RunEnded(NEIGHBOUR, nb_run, "this EVSE matched another EV") in h.all_events
 
 
-@pytest.mark.parametrize("later", [0.0, 0.2, 0.4])
+@pytest.mark.parametrize("later", [0.0, 0.2, 0.3])
 def test_a_comparing_ev_heard_worse_gets_its_cnf_within_its_retries_once_the_better_ev_left(
     later: float,
 ) -> None:
     """The EV heard best sounded here but chose another EVSE. An EV that compares every
     CM_ATTEN_CHAR.IND asks TT_EV_atten_results after its first CM_START_ATTEN_CHAR.IND and
     resends every TT_match_response, C_EV_match_retry times: it gets its CNF within that
-    window as long as the better EV started sounding at most 400 ms after it."""
+    window as long as the better EV started sounding at most 300 ms after it (the CNF goes
+    out within TP_match_response of the EV's last request, while the EV still listens)."""
     h = Harness()
     worse, worse_run = NEIGHBOUR, b"\x20" * 8
     h.parm(worse, worse_run)
@@ -1265,21 +1266,26 @@ def test_a_comparing_ev_heard_worse_gets_its_cnf_within_its_retries_once_the_bet
             h.match_req(worse, worse_run)
     h.advance(0.2)
     confirmed = h.when(SlacMatchCnf)
-    assert confirmed and confirmed[0] <= first_request + 0.6  # while it still listens
+    assert confirmed and confirmed[0] <= first_request + 0.5  # while it still listens
     assert {o.dst for o in h.sent_of(SlacMatchCnf)} == {worse}
     assert h.events_of(Matched) == [Matched(worse, worse_run, NID)]
 
 
 def test_a_held_request_is_confirmed_when_the_better_evs_run_ends() -> None:
     """The better-heard EV never answers this EVSE's CM_ATTEN_CHAR.IND (it went elsewhere):
-    when its run ends, the waiting EV, still asking, is confirmed at once."""
+    when its run ends (after the IND and its C_EV_match_retry resends), the waiting EV,
+    still asking (its last request came less than TP_match_response before), is confirmed
+    at once."""
     h = Harness()
     _two_sounding(h)
     nb_run = b"\x20" * 8
     h.rsp(NEIGHBOUR, nb_run)
+    h.advance(0.0)
+    better_ind = h.when(AttenCharInd, EV)[0]
+    h.advance(better_ind + 0.15 - h.now)
     assert h.match_req(NEIGHBOUR, nb_run) == []
-    out = h.advance(0.21) + h.match_req(NEIGHBOUR, nb_run)
-    out += h.advance(0.21) + h.match_req(NEIGHBOUR, nb_run)
+    out = h.advance(0.2) + h.match_req(NEIGHBOUR, nb_run)
+    out += h.advance(0.2) + h.match_req(NEIGHBOUR, nb_run)  # 50 ms before the run ends
     out += h.advance(0.2)
     assert [o.dst for o in out if isinstance(o.message, SlacMatchCnf)] == [NEIGHBOUR]
     assert h.events_of(Matched) == [Matched(NEIGHBOUR, nb_run, NID)]
@@ -1332,3 +1338,118 @@ def test_a_better_heard_ev_that_starts_over_still_comes_first() -> None:
     (cnf,) = h.match_req(EV, again)
     assert cnf.dst == EV
     assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]
+
+
+@pytest.mark.parametrize(
+    ("decided_after", "confirmed"), [(0.05, True), (0.15, False), (0.2, False)]
+)
+def test_a_held_request_is_confirmed_only_while_the_ev_still_listens(
+    decided_after: float, confirmed: bool
+) -> None:
+    """The EV asks C_EV_match_retry + 1 times, TT_match_response apart, and gives up
+    TT_match_response after its last request. A held request is answered within
+    TP_match_response (100 ms) of the EV's latest request, so that the CNF reaches the EV
+    before it gives up; when the better-heard EV is known to have chosen (TT_EV_atten_results
+    after its first CM_START_ATTEN_CHAR.IND, and one TT_match_response) only later than that,
+    the request is not confirmed at all (the EV starts over), and the EVSE is not matched
+    with an EV that never received its key."""
+    h = Harness()
+    started = h.now
+    _two_sounding(h)  # both EVs' CM_START_ATTEN_CHAR.IND at `started`
+    nb_run = b"\x20" * 8
+    h.rsp(NEIGHBOUR, nb_run)
+    h.rsp(EV, RUN)  # the better-heard EV asks another EVSE
+    better_decided = started + 1.2 + 0.2
+    last_request = better_decided - decided_after
+    h.advance(last_request - 0.4 - h.now)
+    assert h.match_req(NEIGHBOUR, nb_run) == []
+    for _ in range(2):  # its resends
+        h.advance(0.2)
+        assert h.match_req(NEIGHBOUR, nb_run) == []
+    assert h.now == pytest.approx(last_request)
+    h.advance(0.5)
+    sent = h.when(SlacMatchCnf)
+    if confirmed:
+        assert sent and sent[0] <= last_request + 0.1
+        assert h.events_of(Matched) == [Matched(NEIGHBOUR, nb_run, NID)]
+    else:
+        assert sent == []
+        assert h.matcher.state is EvseState.WAITING
+
+
+# Lost CM_SLAC_PARM.REQ or CM_SLAC_PARM.CNF (a car park with loss): the EV hears only a
+# neighbour's EVSE, unless this EVSE confirms again when the EV announces its sounding.
+
+
+def test_each_start_atten_char_of_a_confirmed_run_gets_its_parm_cnf_again() -> None:
+    """The EV's CM_SLAC_PARM.CNF may have been lost while a neighbour's EVSE confirmed: the EV
+    then sounds without counting this EVSE, and would ignore its CM_ATTEN_CHAR.IND (issue 13
+    item 3). Each valid CM_START_ATTEN_CHAR.IND is answered with the run's CNF, so the EV
+    counts this EVSE while it sounds (ISO 15118-5's SECC sounding cases ignore
+    CM_SLAC_PARM.CNF)."""
+    h = Harness()
+    (cnf,) = h.parm(EV, RUN)
+    out = []
+    for _ in range(3):
+        out += h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST)
+    assert out == [cnf, cnf, cnf]
+    assert h.matcher.runs[(bytes(EV), RUN)].state is RunState.SOUNDING
+
+
+def test_an_invalid_start_atten_char_is_not_confirmed() -> None:
+    h = Harness()
+    h.parm(EV, RUN)
+    for bad in (
+        StartAttenCharInd(forwarding_sta=EV, run_id=RUN, resp_type=0),
+        StartAttenCharInd(forwarding_sta=ev_mac(9), run_id=RUN),
+        StartAttenCharInd(forwarding_sta=EV, run_id=RUN, num_sounds=0),
+    ):
+        assert h.feed(bad, EV, BROADCAST) == []
+    h.start_atten(EV, RUN, copies=1)
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN, time_out=0), EV, BROADCAST) == []
+
+
+def test_a_start_atten_char_of_an_ev_whose_request_was_lost_opens_its_run() -> None:
+    """The EV's only CM_SLAC_PARM.REQ was lost on its way to this EVSE, and a neighbour's EVSE
+    confirmed it, so it sounds: its valid CM_START_ATTEN_CHAR.IND gets the CNF the request
+    would have got, and the EV is sounded and can choose this EVSE."""
+    h = Harness()
+    out = h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST)
+    assert [o.message for o in out] == [
+        SlacParmCnf(forwarding_sta=EV, run_id=RUN),
+    ]
+    assert out[0].dst == EV
+    assert h.events_of(MatchingOngoing) == [MatchingOngoing(EV, RUN)]
+    h.start_atten(EV, RUN, copies=2)
+    for i in range(10):
+        h.advance(0.02)
+        h.sound(EV, RUN, 9 - i, [20] * 58)
+    h.advance(0.5)
+    ind = h.sent_of(AttenCharInd)[0]
+    assert (ind.dst, ind.message.run_id) == (EV, RUN)  # type: ignore[attr-defined]
+    h.rsp(EV, RUN)
+    (match,) = h.match_req(EV, RUN)
+    assert isinstance(match.message, SlacMatchCnf)
+
+
+def test_a_start_atten_char_opens_no_run_for_an_ev_this_evse_answered_before() -> None:
+    """What ISO 15118-5 checks stays: a START with another RunID than the EV's run
+    (TC_SECC_CMN_VTB_AttenuationCharacterization_018) and a START after the run ended at
+    TT_match_sequence (_012) are not answered and start nothing."""
+    h = Harness()
+    h.parm(EV, RUN)
+    other = bytes.fromhex("3333333333333333")
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=other), EV, BROADCAST) == []
+    h.advance(0.45)  # the run ends: no CM_START_ATTEN_CHAR.IND within TT_match_sequence
+    assert h.matcher.runs == {}
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST) == []
+    assert h.matcher.runs == {}
+
+
+def test_confirm_on_start_is_a_setting() -> None:
+    h = Harness(Config(confirm_on_start=False))
+    h.parm(EV, RUN)
+    assert h.feed(StartAttenCharInd(forwarding_sta=EV, run_id=RUN), EV, BROADCAST) == []
+    other = ev_mac(9)
+    assert h.feed(StartAttenCharInd(forwarding_sta=other, run_id=RUN), other, BROADCAST) == []
+    assert list(h.matcher.runs) == [(bytes(EV), RUN)]

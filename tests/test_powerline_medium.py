@@ -139,6 +139,30 @@ def test_loss_knob_drops_the_named_message_only() -> None:
     assert medium.counters["lost CM_SLAC_PARM.REQ"] == 1
 
 
+def test_path_loss_drops_the_named_message_on_that_path_only() -> None:
+    medium = medium_with(2)
+    medium.faults.link_loss[(0, 1)] = {"CM_SLAC_PARM.REQ": 1.0}
+    parm = SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert [d.port for d in medium.from_host(0, parm)] == [2]
+    # the other direction, and other messages on that path, still cross
+    cnf = SlacParmCnf(forwarding_sta=EV_HOST, run_id=bytes(8)).to_frame(EV_HOST, EVSE_HOSTS[0])
+    assert [d.port for d in medium.from_host(1, cnf)] == [0]
+    sound = MnbcSoundInd(remaining_sounds=0, run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert sorted({d.port for d in medium.from_host(0, sound)}) == [1, 2]
+    assert medium.counters["lost CM_SLAC_PARM.REQ"] == 1
+
+
+def test_without_a_default_attenuation_ports_hear_only_where_told() -> None:
+    medium = Medium(default_attenuation=None, seed=1)
+    for name, role in (("ev", EV), ("evse0", EVSE), ("evse1", EVSE)):
+        medium.add_port(name, role)
+    medium.set_attenuation(0, 2, 30.0)
+    assert medium.audible(0) == [2]
+    assert medium.audible(1) == []
+    parm = SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert [d.port for d in medium.from_host(0, parm)] == [2]
+
+
 def test_delay_and_jitter_are_applied_per_delivery() -> None:
     medium = medium_with(2)
     medium.faults.delay = 0.01

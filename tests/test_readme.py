@@ -138,6 +138,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
         '"bench"',
     ),
+    ".venv/bin/python benchmarks/carpark.py": (
+        "tests/test_carpark.py::test_car_park_benchmark_runs_quickly_and_writes_its_figures",
+        '"benchmarks/carpark.py"',
+    ),
     "make lock": (
         "tests/test_packaging.py::test_make_lock_recreates_a_lock_that_poetry_accepts",
         '"lock"',

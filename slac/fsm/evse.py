@@ -62,6 +62,7 @@ from slac.enums import (
     NUM_GROUPS,
     SECURITY_TYPE_NONE,
     TIME_OUT_UNIT,
+    TP_MATCH_RESPONSE,
     TT_EV_ATTEN_RESULTS,
     TT_EVSE_MATCH_MNBC,
     TT_MATCH_RESPONSE,
@@ -107,6 +108,8 @@ logger = logging.getLogger(__name__)
 ANSWERED_MEMORY = 256
 #: How many EVs' attempt counts one plug-in keeps (a flood of forged MACs stays bounded).
 EV_MEMORY = 1024
+#: How many RunIDs of one EV a plug-in remembers (a START of one of them opens no run).
+RUN_ID_MEMORY = 8
 _RUN_DEADLINE = operator.attrgetter("deadline")
 #: CM_SLAC_PARM.CNF with the ISO 15118-3 values; each answer is a copy naming the EV and run
 _PARM_CNF = SlacParmCnf(forwarding_sta=MacAddress(bytes(6)), run_id=bytes(8))
@@ -174,7 +177,9 @@ RUN_TABLE: dict[tuple[RunState, type], Handler] = {
     # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when every
     # CM_START_ATTEN_CHAR.IND was lost.
     (RunState.WAIT_START_ATTEN, MnbcSoundInd): "_run_sound",
-    (RunState.SOUNDING, StartAttenCharInd): Ignore("repeated CM_START_ATTEN_CHAR.IND"),
+    # The copies of CM_START_ATTEN_CHAR.IND: each is answered with the run's CNF again
+    # (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while it sounds.
+    (RunState.SOUNDING, StartAttenCharInd): "_run_repeated_start",
     (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
     (RunState.WAIT_RSP, StartAttenCharInd): Ignore("sounding is over"),
     (RunState.WAIT_RSP, MnbcSoundInd): Ignore("late sound, sounding is over"),
@@ -252,6 +257,8 @@ class EvHistory:
     first_parm: float
     failures: int = 0
     heard_db: Optional[float] = None
+    #: the RunIDs of its runs in this plug-in (the last RUN_ID_MEMORY)
+    run_ids: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -559,10 +566,14 @@ class EvseMatcher:
         run.deadline = now + self.config.match_sequence_timeout
         self.runs[run.key] = run
         self._answered.pop(run.key, None)
-        if bytes(ev) not in self._evs:
-            self._evs[bytes(ev)] = EvHistory(first_parm=now)
+        history = self._evs.get(bytes(ev))
+        if history is None:
+            history = self._evs[bytes(ev)] = EvHistory(first_parm=now)
             while len(self._evs) > EV_MEMORY:
                 self._evs.popitem(last=False)
+        if run_id not in history.run_ids:
+            history.run_ids.append(run_id)
+            del history.run_ids[:-RUN_ID_MEMORY]
         return run
 
     def _started_over(self, run: EvRun, now: float) -> bool:
@@ -618,6 +629,42 @@ class EvseMatcher:
         self._log_run(
             logging.INFO, run, "sounding after its run made room for others: served again"
         )
+        return run
+
+    def _open_run_at_start(
+        self, frame: Frame, message: StartAttenCharInd, now: float
+    ) -> Optional[EvRun]:
+        """A valid CM_START_ATTEN_CHAR.IND of an EV without a run here, whose RunID this EVSE
+        never confirmed: its CM_SLAC_PARM.REQ was lost on the way here, while a neighbour's
+        EVSE answered it (so the EV sounds). The run opens as the request would have opened
+        it; the START handler sends the CNF and starts sounding. A RunID this EVSE confirmed
+        before (its run ended: TT_match_sequence, ISO 15118-5's _012) opens nothing."""
+        ev = frame.src
+        problem = _start_problem(frame, message, _PARM_CNF)
+        history = self._evs.get(bytes(ev))
+        if problem is None and history is not None and message.run_id in history.run_ids:
+            problem = "its run with this RunID is over"
+        if problem is None:
+            problem = self._admission_problem(ev, now)
+        if problem is None and (
+            len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now)
+        ):
+            problem = f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)"
+        if problem is not None:
+            self._ignore(frame, f"no run for this EV, and no run opens: {problem}")
+            return None
+        cnf = _PARM_CNF._trusted_copy(forwarding_sta=ev, run_id=message.run_id)
+        run = self._new_run(ev, message.run_id, cnf, now)
+        self._runs_started += 1
+        self._log_run(
+            logging.INFO,
+            run,
+            "CM_START_ATTEN_CHAR.IND without a CM_SLAC_PARM.REQ here (lost on the way?): "
+            "confirmed now",
+        )
+        if not self._ongoing_reported:
+            self._ongoing_reported = True
+            self._events.append(MatchingOngoing(ev, message.run_id))
         return run
 
     def _remember_answer(self, run: EvRun) -> None:
@@ -845,11 +892,24 @@ class EvseMatcher:
         assert isinstance(message, Message)
         run_id: bytes = getattr(message, "run_id", b"")
         run = self.runs.get((bytes(frame.src), run_id))
-        if run is None and (
-            isinstance(message, StartAttenCharInd)
-            or (isinstance(message, MnbcSoundInd) and self.config.sounding_without_start)
+        if (
+            run is None
+            and (bytes(frame.src), run_id) in self._answered
+            and (
+                isinstance(message, StartAttenCharInd)
+                or (isinstance(message, MnbcSoundInd) and self.config.sounding_without_start)
+            )
         ):
             run = self._readmit(frame, message, now)
+            if run is None:
+                return  # said why
+        elif (
+            run is None
+            and isinstance(message, StartAttenCharInd)
+            and self.config.confirm_on_start
+            and not any(r.ev_mac == frame.src for r in self.runs.values())
+        ):
+            run = self._open_run_at_start(frame, message, now)
             if run is None:
                 return  # said why
         if run is None:
@@ -876,6 +936,28 @@ class EvseMatcher:
             self._ignore(frame, problem)
             return
         self._begin_sounding(run, message.num_sounds, message.time_out, now)
+        self._confirm_again(run)
+
+    def _run_repeated_start(
+        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
+    ) -> None:
+        assert isinstance(message, StartAttenCharInd)
+        if not self.config.confirm_on_start:
+            self._ignore(frame, "repeated CM_START_ATTEN_CHAR.IND")
+            return
+        problem = _start_problem(frame, message, run.parm_cnf)
+        if problem is not None:
+            self._ignore(frame, problem)
+            return
+        self._confirm_again(run)
+
+    def _confirm_again(self, run: EvRun) -> None:
+        """The EV announced its sounding: confirm the run again (CONFIRM_ON_START). Its
+        CM_SLAC_PARM.CNF may have been lost while another EVSE's arrived; an EV that has it
+        already ignores the copy, and ISO 15118-5's SECC cases ignore CM_SLAC_PARM.CNF while
+        the EV sounds."""
+        if self.config.confirm_on_start:
+            self._send(run.ev_mac, run.parm_cnf)
 
     def _run_sound(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
         assert isinstance(message, MnbcSoundInd)
@@ -946,7 +1028,10 @@ class EvseMatcher:
         if rivals:
             first = run.held_request is None
             run.held_request = message
-            run.held_until = now + TT_MATCH_RESPONSE  # the EV listens this long after a request
+            # The EV gives up TT_match_response after its last request, and this may be its
+            # last: a confirmation goes out within TP_match_response of the latest request,
+            # so that it arrives while the EV still listens, or not at all.
+            run.held_until = now + TP_MATCH_RESPONSE
             self._update_hold_wake(now)
             if first:
                 rival = rivals[0]

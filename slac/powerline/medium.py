@@ -12,8 +12,8 @@ This module decides, without I/O, what happens to a frame a host hands its modem
 - any other frame (IPv6, ...) crosses only between modems that hold the same NMK: the
   logical network that a successful match creates.
 
-Fault knobs: loss per message type, a delay (with jitter, which also reorders), duplicated
-frames, cutting a port off the medium.
+Fault knobs: loss per message type (on every path, or on one path from a port to another), a
+delay (with jitter, which also reorders), duplicated frames, cutting a port off the medium.
 """
 
 from __future__ import annotations
@@ -70,13 +70,18 @@ class Modem:
 class Faults:
     """Fault injection: loss probability per message name (or "*"); a delay in seconds, plus
     up to ``delay_jitter`` seconds drawn per delivery (which also shuffles the order in which
-    ports hear the same frame)."""
+    ports hear the same frame).
+
+    ``link_loss`` adds loss on one path only, keyed by (sending port, receiving port), with
+    the same message names (e.g. a crosstalk path on which one EVSE's unicasts to a
+    neighbour's car never arrive); it comes on top of ``loss``."""
 
     loss: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0
     delay_jitter: float = 0.0
     #: share of HomePlug frames delivered twice
     duplicate: float = 0.0
+    link_loss: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)
 
     def duplicated(self, rng: random.Random) -> bool:
         return self.duplicate > 0 and rng.random() < self.duplicate
@@ -90,6 +95,16 @@ class Faults:
         rate = self.loss.get(name, self.loss.get("*", 0.0))
         return rate > 0 and rng.random() < rate
 
+    def lost_between(self, src: int, dst: int, name: str, rng: random.Random) -> bool:
+        """Whether a frame from port ``src`` to port ``dst`` is lost: on that path, or as
+        any frame of its name."""
+        path = self.link_loss.get((src, dst)) if self.link_loss else None
+        if path:
+            rate = path.get(name, path.get("*", 0.0))
+            if rate >= 1.0 or (rate > 0 and rng.random() < rate):
+                return True
+        return self.lost(name, rng)
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -101,12 +116,15 @@ class Delivery:
 
 
 class Medium:
-    """The ports, who hears whom (and how well), and the forwarding rules."""
+    """The ports, who hears whom (and how well), and the forwarding rules.
+
+    ``default_attenuation`` applies to every pair of ports not given one with
+    :meth:`set_attenuation`; None: such ports do not hear each other."""
 
     def __init__(
         self,
         *,
-        default_attenuation: float = 20.0,
+        default_attenuation: Optional[float] = 20.0,
         jitter: float = 1.0,
         seed: Optional[int] = None,
     ) -> None:
@@ -206,7 +224,7 @@ class Medium:
         sound = mmtype == MMType.CM_MNBC_SOUND_IND and modem.role == EV
         heard = []
         for target in targets:
-            if self.faults.lost(name, self.rng):
+            if self.faults.lost_between(port, target, name, self.rng):
                 self._count(f"lost {name}")
                 continue  # a lost sound is not measured either
             heard.append(target)
