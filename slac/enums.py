@@ -159,6 +159,9 @@ ATTEN_RESULTS_TIMEOUT_MAX_MS = 1050
 #: another EV still choosing waits for that EV (naive EVs take the first CM_ATTEN_CHAR.IND;
 #: the own cable is heard at least 6 dB better than crosstalk).
 MATCH_HOLD_MARGIN_DB = 3.0
+#: CM_ATTEN_CHAR.IND goes out this long (s) per dB of mean attenuation after the EV's last
+#: sound: the EVSE that hears an EV best answers first (6 dB apart: 24 ms).
+ATTEN_CHAR_DELAY_PER_DB = 0.004
 
 #: CM_SET_KEY.CNF Result values: HomePlug says 0 is success, QCA modems send 1 on success.
 SET_KEY_RESULT_HPGP_SUCCESS = 0x00

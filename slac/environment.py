@@ -67,6 +67,9 @@ class Config:
     match_hold_margin: float = enums.MATCH_HOLD_MARGIN_DB
     #: C_EV_match_retry: resends of CM_ATTEN_CHAR.IND.
     atten_char_retries: int = enums.C_EV_MATCH_RETRY
+    #: Seconds per dB of mean attenuation: CM_ATTEN_CHAR.IND goes out this much later after
+    #: the EV's last sound, so the EVSE hearing an EV best answers it first; 0: at once.
+    atten_char_delay_per_db: float = enums.ATTEN_CHAR_DELAY_PER_DB
     #: C_conn_max_match: failed matching attempts per EV and plug-in.
     matching_attempts: int = enums.C_CONN_MAX_MATCH
     #: TT_matching_repetition: an EV may start attempts this long after its first one.
@@ -328,6 +331,21 @@ VARIABLES: tuple[Variable, ...] = (
         "C_EV_match_retry: resends of CM_ATTEN_CHAR.IND without CM_ATTEN_CHAR.RSP",
         lambda env, n, d: env.int(n, d),
         "2",
+        _not_negative,
+    ),
+    Variable(
+        "ATTEN_CHAR_DELAY_PER_DB",
+        "atten_char_delay_per_db",
+        "ms/dB",
+        "CM_ATTEN_CHAR.IND goes out this long per dB of the EV's mean attenuation after the "
+        "EV's last sound (plus 20 ms), at the latest when it and its resends still come "
+        "within the EV's TT_EV_atten_results: across EVSEs the one that hears a car best "
+        "answers it first, so a car that takes the first CM_ATTEN_CHAR.IND takes its own "
+        "EVSE; the measurement ends at that turn even when the last sound or its profile "
+        "was lost (unless ATTEN_RESULTS_TIMEOUT is set). 0: the IND goes out when the "
+        "measurement ends",
+        _ms_to_s,
+        "4",
         _not_negative,
     ),
     Variable(

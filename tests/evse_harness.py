@@ -7,7 +7,7 @@ from typing import Optional, TypeVar
 
 from slac.environment import Config
 from slac.fsm.events import Event, Outgoing
-from slac.fsm.evse import EvseMatcher
+from slac.fsm.evse import EvseMatcher, RunState
 from slac.messages import (
     AttenCharRsp,
     AttenProfileInd,
@@ -166,6 +166,15 @@ class Harness:
         for i, aag in enumerate(profiles):
             self.advance(gap)
             self.sound(ev, run_id, first - i, aag)
+        self.wait_for_turn(ev, run_id)
+
+    def wait_for_turn(self, ev: MacAddress, run_id: bytes) -> None:
+        """Once the run is measured, move the clock to its CM_ATTEN_CHAR.IND: the EVSE sends
+        it ATTEN_CHAR_DELAY_PER_DB per dB after the EV's last sound (its turn), as the EV
+        waits for it."""
+        run = self.matcher.runs.get((bytes(ev), run_id))
+        if run is not None and run.state is RunState.TURN:
+            self.advance(run.deadline - self.now)
 
     def full_match(self, ev: MacAddress, run_id: bytes, atten: int = 20) -> None:
         self.parm(ev, run_id)

@@ -169,6 +169,16 @@ class ScriptedPeer:
 
     # --- the EV ---------------------------------------------------------------------------------
 
+    async def _expect_parm_cnf(self, run_id: bytes, until: float) -> tuple[Frame, float]:
+        """The next CM_SLAC_PARM.CNF for this RunID; confirmations of an earlier run (the
+        EVSE answers each CM_START_ATTEN_CHAR.IND with its run's CNF) are skipped, as an EV
+        ignores a CNF whose RunID is not its run's."""
+        while True:
+            frame, at = await self.expect(SlacParmCnf, timeout=max(until - time.time(), 0.0))
+            message = frame.message
+            if not isinstance(message, SlacParmCnf) or message.run_id == run_id:
+                return frame, at
+
     async def run_ev(
         self,
         run_id: bytes,
@@ -188,7 +198,7 @@ class ScriptedPeer:
             sent = time.time()
             self.send(SlacParmReq(run_id=run_id), BROADCAST)
             try:
-                answer = await self.expect(SlacParmCnf, timeout=0.3)
+                answer = await self._expect_parm_cnf(run_id, sent + 0.3)
                 break
             except AssertionError:
                 continue

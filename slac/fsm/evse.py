@@ -62,6 +62,8 @@ from slac.enums import (
     NUM_GROUPS,
     SECURITY_TYPE_NONE,
     TIME_OUT_UNIT,
+    TP_EV_BATCH_MSG_INTERVAL,
+    TP_EV_BATCH_MSG_INTERVAL_MAX,
     TP_MATCH_RESPONSE,
     TT_EV_ATTEN_RESULTS,
     TT_EVSE_MATCH_MNBC,
@@ -134,6 +136,8 @@ class EvseState(Enum):
 class RunState(Enum):
     WAIT_START_ATTEN = "waiting for CM_START_ATTEN_CHAR.IND"
     SOUNDING = "sounding"
+    #: measured; CM_ATTEN_CHAR.IND waits for its turn (ATTEN_CHAR_DELAY_PER_DB)
+    TURN = "CM_ATTEN_CHAR.IND waiting for its turn"
     WAIT_RSP = "waiting for CM_ATTEN_CHAR.RSP"
     WAIT_MATCH = "waiting for CM_SLAC_MATCH.REQ"
 
@@ -181,6 +185,8 @@ RUN_TABLE: dict[tuple[RunState, type], Handler] = {
     # (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while it sounds.
     (RunState.SOUNDING, StartAttenCharInd): "_run_repeated_start",
     (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
+    (RunState.TURN, StartAttenCharInd): Ignore("sounding is over"),
+    (RunState.TURN, MnbcSoundInd): Ignore("late sound, sounding is over"),
     (RunState.WAIT_RSP, StartAttenCharInd): Ignore("sounding is over"),
     (RunState.WAIT_RSP, MnbcSoundInd): Ignore("late sound, sounding is over"),
     (RunState.WAIT_RSP, AttenCharRsp): "_run_atten_char_rsp",
@@ -205,7 +211,10 @@ class EvRun:
     state: RunState = RunState.WAIT_START_ATTEN
     deadline: float = 0.0
     num_sounds: int = C_EV_MATCH_MNBC
-    sounds_seen: set[int] = field(default_factory=set)
+    #: when each sound (by its Cnt, the sounds still to come) arrived
+    sound_times: dict[int, float] = field(default_factory=dict)
+    #: the end of the sounding window (TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT)
+    window_end: float = 0.0
     profiles: int = 0
     #: profiles that carried attenuation values (some modems send NumGroups 0)
     data_profiles: int = 0
@@ -281,15 +290,19 @@ class MatchRecord:
 
 def plug_in_time_limit(config: Config) -> float:
     """The longest a plug-in stays WAITING, from :meth:`EvseMatcher.start` to Matched or
-    MatchingFailed, whatever the stations on the powerline send (82 s with the defaults).
+    MatchingFailed, whatever the stations on the powerline send (82.1 s with the defaults).
 
     New EVs are answered until TT_EVSE_SLAC_init; an EV starts its last run at most
     TT_matching_repetition after its first; and a run lasts at most TT_match_sequence
-    (+ C_EV_match_retry x TT_match_response for repeated requests), the sounding window, the
-    CM_ATTEN_CHAR.IND and its resends ((1 + C_EV_match_retry) x TT_match_response) and
-    twice TT_EVSE_match_session (validation restarts it once).
+    (+ C_EV_match_retry x TT_match_response for repeated requests), the sounding window or,
+    when later, the latest turn of CM_ATTEN_CHAR.IND (TT_EV_atten_results - C_EV_match_retry
+    x TT_match_response - TP_match_response after the START: 0.7 s), the indication and its
+    resends ((1 + C_EV_match_retry) x TT_match_response) and twice TT_EVSE_match_session
+    (validation restarts it once).
     """
     sounding = config.atten_results_timeout or TT_EVSE_MATCH_MNBC
+    if config.atten_char_delay_per_db > 0:
+        sounding = max(sounding, _latest_turn(config))
     run = (
         config.match_sequence_timeout
         + C_EV_MATCH_RETRY * TT_MATCH_RESPONSE
@@ -970,14 +983,20 @@ class EvseMatcher:
                 self._ignore(frame, "no valid CM_START_ATTEN_CHAR.IND from the EV yet")
                 return
             self._begin_sounding(run, run.num_sounds, None, now)
-        if message.remaining_sounds in run.sounds_seen:
+        if message.remaining_sounds in run.sound_times:
             self._ignore(frame, f"repeated sound {message.remaining_sounds}")
             return
-        run.sounds_seen.add(message.remaining_sounds)
+        run.sound_times[message.remaining_sounds] = now
         if message.remaining_sounds == 0:
             run.profiles_at_last_sound = run.profiles
+        if self._closes_early:
+            # the measurement ends at the indication's turn at the latest: the EV's sounds
+            # are over by then, even when the last one or its profile was lost
+            due = self._atten_char_due(run)
+            if due is not None:
+                run.deadline = min(run.window_end, max(due, now))
         if self.log.isEnabledFor(logging.DEBUG):
-            self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sounds_seen), run.num_sounds)
+            self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sound_times), run.num_sounds)
 
     def _run_atten_char_rsp(
         self, run: EvRun, frame: Frame, message: AnyMessage, now: float
@@ -1143,7 +1162,7 @@ class EvseMatcher:
         window = self.config.atten_results_timeout
         if window is None:
             window = time_out * TIME_OUT_UNIT if time_out else TT_EVSE_MATCH_MNBC
-        run.deadline = now + window
+        run.window_end = run.deadline = now + window
         run.sounding_started = now
         if self._hold_wake is not None:  # a rival's decision time is known now
             self._update_hold_wake(now)
@@ -1175,21 +1194,51 @@ class EvseMatcher:
         run.atten_char = AttenCharInd(
             source_address=run.ev_mac, run_id=run.run_id, num_sounds=run.profiles, aag=aag
         )
-        run.state = RunState.WAIT_RSP
         run.sounding_done = now
         history = self._evs.get(bytes(run.ev_mac))
         if history is not None:
             history.heard_db = run.heard_db
-        self._send_atten_char(run, now)
+        due = self._atten_char_due(run)
+        if due is not None and due > now:
+            run.state = RunState.TURN
+            run.deadline = due
+            sent = f"CM_ATTEN_CHAR.IND due in {_ms(due - now):.0f} ms (its turn)"
+        else:
+            run.state = RunState.WAIT_RSP
+            self._send_atten_char(run, now)
+            sent = "CM_ATTEN_CHAR.IND sent"
         self._log_run(
             logging.INFO,
             run,
-            "sounding %d/%d in %.0f ms, mean attenuation %.1f dB: CM_ATTEN_CHAR.IND sent",
+            "sounding %d/%d in %.0f ms, mean attenuation %.1f dB: %s",
             run.profiles,
             run.num_sounds,
             _ms(now - (run.sounding_started or now)),
             sum(aag) / len(aag),
+            sent,
         )
+
+    @property
+    def _closes_early(self) -> bool:
+        """The measurement may end before the sounding window, at the indication's turn
+        (not when ATTEN_RESULTS_TIMEOUT asks for a longer window: slow modems)."""
+        return self.config.atten_char_delay_per_db > 0 and self.config.atten_results_timeout is None
+
+    def _atten_char_due(self, run: EvRun) -> Optional[float]:
+        """When CM_ATTEN_CHAR.IND goes out (None: at once): ATTEN_CHAR_DELAY_PER_DB per dB
+        of the mean attenuation after the EV's last sound (plus one TP_EV_batch_msg_interval
+        for its profile), so that across EVSEs the one that hears the EV best answers first
+        and an EV that takes the first indication takes it. At the latest when the IND and
+        its resends (C_EV_match_retry, TT_match_response apart) still go out
+        TP_match_response before the EV's TT_EV_atten_results, counted from its first
+        CM_START_ATTEN_CHAR.IND, runs out."""
+        per_db = self.config.atten_char_delay_per_db
+        last_sound = _last_sound_at(run.sound_times)
+        if per_db <= 0 or last_sound is None or run.sounding_started is None:
+            return None
+        heard = max(run.heard_db or 0.0, 0.0)
+        due = last_sound + TP_EV_BATCH_MSG_INTERVAL + per_db * heard
+        return min(due, run.sounding_started + _latest_turn(self.config))
 
     def _send_atten_char(self, run: EvRun, now: float) -> None:
         assert run.atten_char is not None
@@ -1207,6 +1256,10 @@ class EvseMatcher:
             self._end_run(run, "no CM_START_ATTEN_CHAR.IND within TT_match_sequence", now)
         elif run.state is RunState.SOUNDING:
             self._finish_sounding(run, now)
+        elif run.state is RunState.TURN:
+            run.state = RunState.WAIT_RSP
+            self._send_atten_char(run, now)
+            self._log_run(logging.DEBUG, run, "CM_ATTEN_CHAR.IND sent (its turn)")
         elif run.state is RunState.WAIT_RSP:
             if run.atten_char_sends <= self.config.atten_char_retries:
                 self._log_run(logging.INFO, run, "no CM_ATTEN_CHAR.RSP, resending the IND")
@@ -1384,6 +1437,35 @@ def _sound_problem(message: MnbcSoundInd, num_sounds: int) -> Optional[str]:
 
 def _ms(seconds: float) -> float:
     return seconds * 1000.0
+
+
+def _latest_turn(config: Config) -> float:
+    """The latest CM_ATTEN_CHAR.IND after the first CM_START_ATTEN_CHAR.IND: it and its
+    C_EV_match_retry resends still go out TP_match_response before the EV's
+    TT_EV_atten_results runs out (0.7 s)."""
+    return (
+        TT_EV_ATTEN_RESULTS
+        - config.atten_char_retries * config.match_response_timeout
+        - TP_MATCH_RESPONSE
+    )
+
+
+def _last_sound_at(sound_times: dict[int, float]) -> Optional[float]:
+    """When the EV's last sound (Cnt 0) came or, when it was lost, should have come: from
+    the latest sound heard and the EV's interval between sounds (as heard; one sound only:
+    TP_EV_batch_msg_interval at most, 50 ms). None before any sound."""
+    if not sound_times:
+        return None
+    latest = min(sound_times)
+    at = sound_times[latest]
+    if latest == 0:
+        return at
+    earliest = max(sound_times)
+    if earliest > latest:
+        interval = (at - sound_times[earliest]) / (earliest - latest)
+    else:
+        interval = TP_EV_BATCH_MSG_INTERVAL_MAX
+    return at + latest * max(interval, 0.0)
 
 
 def _summary(run: EvRun, now: float, nid: bytes) -> str:
