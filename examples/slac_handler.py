@@ -25,8 +25,8 @@ from slac import (
     SlacEvseSession,
     SlacSessionController,
 )
-from slac.logs import configure_logging
-from slac.station import load_station, parse_station
+from slac.app.logs import configure_logging
+from slac.app.station import load_station, parse_station
 
 logger = logging.getLogger("slac.examples")
 

@@ -1,5 +1,5 @@
 import sys
 
-from slac.cli import main
+from slac.app.cli import main
 
 sys.exit(main())

@@ -229,7 +229,7 @@ def _optional_str(env: environs.Env, name: str, default: Any) -> Any:
 def _cp_source_check(value: Any) -> Optional[str]:
     if value == "stdin":
         return None
-    from slac.mqtt import parse_mqtt_url  # no aiomqtt needed to parse
+    from slac.app.mqtt import parse_mqtt_url  # no aiomqtt needed to parse
 
     try:
         parse_mqtt_url(value)

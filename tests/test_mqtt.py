@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import pytest
 
+from slac.app.mqtt import parse_cp_payload, parse_mqtt_url
 from slac.ev import SlacEvSession
-from slac.mqtt import parse_cp_payload, parse_mqtt_url
 from slac.powerline import Powerline, Topology
 
 from .conftest import needs_root

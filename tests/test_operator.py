@@ -234,9 +234,9 @@ async def test_stopping_the_service_while_matched_rekeys_the_modem_without_the_s
     """SIGTERM to `slac evse` (here: EvseService.close) with an EV matched: the modem gets a
     fresh key (the EV leaves the network) and the stop does not wait SET_KEY_SETTLE_TIME,
     which would outlast e.g. Docker's 10 s stop timeout."""
+    from slac.app.service import EvseService
+    from slac.app.station import EvseSpec
     from slac.environment import Config
-    from slac.service import EvseService
-    from slac.station import EvseSpec
 
     async for site in make_site(1, 1):
         config = Config(set_key_settle_time=3.0, set_key_timeout=0.3, link_check_period=0)

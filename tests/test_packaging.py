@@ -43,7 +43,7 @@ def test_dockerfile_copies_and_runs_files_that_exist() -> None:
     # /app/.venv/bin/slac evse: the console script of pyproject.toml, the command that
     # tests/test_operator.py and tests/test_mqtt.py run
     assert entry == ["/app/.venv/bin/slac", "evse"]
-    assert 'slac = "slac.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'slac = "slac.app.cli:main"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / command[command.index("--config") + 1]).is_file()
 
 

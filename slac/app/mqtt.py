@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
+from slac.app.service import EvseService, StateReport
 from slac.environment import Config
-from slac.service import EvseService, StateReport
 
 if TYPE_CHECKING:
     import aiomqtt

@@ -46,9 +46,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _evse(args: argparse.Namespace) -> int:
+    from slac.app.logs import configure_logging
+    from slac.app.station import load_station
     from slac.environment import Config
-    from slac.logs import configure_logging
-    from slac.station import load_station
 
     config = Config().load_envs(args.env)
     if args.cp is not None:
@@ -58,7 +58,7 @@ def _evse(args: argparse.Namespace) -> int:
     specs = load_station(args.config)
     url = None
     if config.cp_source != "stdin":
-        from slac.mqtt import parse_mqtt_url
+        from slac.app.mqtt import parse_mqtt_url
 
         try:
             url = parse_mqtt_url(config.cp_source)
@@ -75,7 +75,7 @@ def _evse(args: argparse.Namespace) -> int:
 
 
 async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> int:
-    from slac.service import EvseService, run_stdin
+    from slac.app.service import EvseService, run_stdin
 
     service = EvseService(specs, config)
     if print_states:
@@ -96,13 +96,13 @@ async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> in
         if url is None:
             await run_stdin(service)
         else:
-            from slac.mqtt import MqttBridge
+            from slac.app.mqtt import MqttBridge
 
             await MqttBridge(service, url, config).run()
     except asyncio.CancelledError:
         if not stopping:
             raise
-        logging.getLogger("slac.cli").info("%s received: stopping", stopping[0])
+        logging.getLogger(__name__).info("%s received: stopping", stopping[0])
     finally:
         with contextlib.suppress(asyncio.CancelledError):
             await service.close()
@@ -122,10 +122,10 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _ev(args: argparse.Namespace) -> int:
+    from slac.app.logs import configure_logging
     from slac.environment import Config
     from slac.ev import EvMatchingFailedError, SlacEvSession
     from slac.fsm.ev import EvConfig
-    from slac.logs import configure_logging
 
     config = Config().load_envs(args.env)
     configure_logging(config)

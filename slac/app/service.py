@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
+from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
-from slac.station import EvseSpec
 
 logger = logging.getLogger(__name__)
 
