@@ -41,7 +41,6 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slac.capture import Captured, CaptureSocket  # noqa: E402
 from slac.environment import Config  # noqa: E402
 from slac.errors import DecodeError, SlacError  # noqa: E402
 from slac.messages import (  # noqa: E402
@@ -56,6 +55,7 @@ from slac.messages import (  # noqa: E402
 )
 from slac.netns import Netns, can_create_namespaces  # noqa: E402
 from slac.powerline import Topology  # noqa: E402
+from slac.tools.capture import Captured, CaptureSocket  # noqa: E402
 
 CLUSTER = 8
 OWN_DB = 20.0

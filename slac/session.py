@@ -44,8 +44,8 @@ from slac.fsm.modem import (
 )
 from slac.host import ModemHost
 from slac.messages import Frame
-from slac.pcap import SharedPcap
 from slac.sockets.async_linux_socket import RawSocket
+from slac.tools.pcap import SharedPcap
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from slac.capture import SO_TIMESTAMPNS, kernel_time
 from slac.enums import ETH_TYPE_HPAV, PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
@@ -38,6 +37,7 @@ from slac.messages import (
     decode_frame,
 )
 from slac.netns import Netns
+from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
 from slac.utils import MacAddress
 
 from .inbox import Inbox

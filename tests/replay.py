@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from slac.analyze import Session, analyze_file
 from slac.enums import ETH_TYPE_HPAV, PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
@@ -30,6 +29,7 @@ from slac.messages import (
     decode_frame,
 )
 from slac.netns import Netns
+from slac.tools.analyze import Session, analyze_file
 from slac.utils import MacAddress
 
 from .inbox import Inbox

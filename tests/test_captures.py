@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from slac import Config, SlacEvseSession, SlacSessionController
-from slac.analyze import analyze_file, analyze_packets
 from slac.ev import SlacEvSession
 from slac.messages import (
     AttenCharInd,
@@ -24,7 +23,8 @@ from slac.messages import (
     decode_frame,
 )
 from slac.netns import Netns, VethPair
-from slac.pcap import Packet, read_packets, write_pcap
+from slac.tools.analyze import analyze_file, analyze_packets
+from slac.tools.pcap import Packet, read_packets, write_pcap
 from slac.utils import MacAddress
 
 from .conftest import ROOT, needs_root

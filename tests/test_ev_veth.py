@@ -1,7 +1,7 @@
 """`slac ev` on a real veth link, timed by the kernel: how often it sends CM_SLAC_PARM.REQ.
 
 The far end of the link plays the EV's modem (it answers CM_SET_KEY.REQ) and an EVSE that
-never answers. A capture socket there (slac.capture, SO_TIMESTAMPNS) records when each
+never answers. A capture socket there (slac.tools.capture, SO_TIMESTAMPNS) records when each
 request arrived, as an ISO 15118-5 test system would see it (TC_EVCC_CMN_VTB_CmSlacParm_002
 and _010): C_EV_match_retry (2) repeats TT_match_response apart, then at least
 TT_match_response + 2 x 0.25 s of silence and the next matching process (a new RunID, all
@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from slac import enums
-from slac.capture import Captured, CaptureSocket
 from slac.environment import Config
 from slac.ev import SlacEvSession
 from slac.messages import (
@@ -35,6 +34,7 @@ from slac.messages import (
     decode_frame,
 )
 from slac.netns import Netns, VethPair
+from slac.tools.capture import Captured, CaptureSocket
 from slac.utils import MacAddress, nid_from_nmk
 
 from .conftest import needs_root

@@ -35,7 +35,7 @@ from slac.messages import (
     VsSwVerCnf,
     decode_frame,
 )
-from slac.pcap import write_pcap
+from slac.tools.pcap import write_pcap
 from slac.utils import MacAddress
 
 scapy_all = pytest.importorskip("scapy.all", reason="scapy is not installed (dev dependency)")

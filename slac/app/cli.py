@@ -22,7 +22,7 @@ from slac.errors import ConfigError, DecodeError, SlacError
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from slac.analyze import analyze_file, plot
+    from slac.tools.analyze import analyze_file, plot
 
     try:
         report = analyze_file(args.file)
@@ -112,7 +112,7 @@ async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> in
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from slac.capture import capture_to_pcap
+    from slac.tools.capture import capture_to_pcap
 
     written = capture_to_pcap(
         args.iface, args.write, count=args.count, duration=args.duration, announce=True

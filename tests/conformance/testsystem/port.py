@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from slac.capture import SO_TIMESTAMPNS, kernel_time
 from slac.enums import ETH_TYPE_HPAV, mmtype_name
 from slac.errors import DecodeError
 from slac.messages import AnyMessage, Frame, Message, decode_frame
 from slac.netns import Netns
+from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
 from slac.utils import MacAddress
 
 PACKET_OUTGOING = 4

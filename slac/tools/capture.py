@@ -22,9 +22,9 @@ from typing import Optional, Union
 
 from slac.enums import ETH_TYPE_HPAV
 from slac.errors import TransportError
-from slac.pcap import PcapWriter
 from slac.sockets import bpf
 from slac.sockets.async_linux_socket import _no_such_interface, _permission_hint, interface_is_up
+from slac.tools.pcap import PcapWriter
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)

@@ -33,7 +33,7 @@ from slac.messages import (
     UnknownMessage,
     decode_frame,
 )
-from slac.pcap import Packet, read_packets
+from slac.tools.pcap import Packet, read_packets
 from slac.utils import MacAddress, nid_from_nmk
 
 #: Slack for timestamps taken on a host, not on the wire (scheduling, the modem's SPI).
