@@ -1,0 +1,6 @@
+"""Deprecated: moved to :mod:`slac.tools.capture` (this old path still works, with a warning)."""
+
+from slac._deprecated import moved
+from slac.tools.capture import *  # noqa: F403  (the names, for type checkers)
+
+moved("slac.capture")
