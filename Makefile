@@ -61,7 +61,7 @@ demo: $(STAMP) ## SLAC from plug-in to IPv6 on a virtual powerline: no modem nee
 	$(PY) scripts/demo.py
 
 powerline: $(STAMP) ## Run a virtual powerline with 1 EV and 1 EVSE host until Ctrl-C (root)
-	$(PY) -m slac.powerline --evs 1 --evses 1
+	$(PY) -m slac.testing.powerline --evs 1 --evses 1
 
 run-ev-slac: $(STAMP) ## EV simulator (scapy) on EV_IFACE (default eth0), EV_MODE direct|powerline
 	$(PY) examples/ev_slac_scapy.py --iface $(EV_IFACE) --mode $(EV_MODE) $(EV_ARGS)

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slac.powerline.carpark import EpisodeSpec, Figures, RunSummary, run_episodes
+from slac.testing.powerline.carpark import EpisodeSpec, Figures, RunSummary, run_episodes
 
 KINDS = {"lowest": "compare all INDs", "first": "first IND (naive)", "mixed": "half and half"}
 

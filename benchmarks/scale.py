@@ -5,8 +5,8 @@ Every case builds hosts around the virtual powerline (network namespaces, veth p
 
 - the EVSE hosts share one namespace; the EVSE is the real command, ``slac evse`` (one
   process, every port), driven through its stdin; or one Qualcomm ``evse`` per port;
-- the medium (``slac.powerline``) runs in its own process, the EVs (our ``SlacEvSession``)
-  in another: the EVSE's CPU time and peak RSS are its own (read from /proc);
+- the medium (``slac.testing.powerline``) runs in its own process, the EVs (our
+  ``SlacEvSession``) in another: the EVSE's CPU time and peak RSS are its own (from /proc);
 - a capture socket in the EVSE hosts' namespace takes the kernel's timestamp (SO_TIMESTAMPNS)
   of every SLAC frame entering or leaving an EVSE interface: response times are measured
   at the interface, whatever the reader's delay.
@@ -53,8 +53,8 @@ from slac.messages import (  # noqa: E402
     SlacParmReq,
     decode_frame,
 )
-from slac.netns import Netns, can_create_namespaces  # noqa: E402
-from slac.powerline import Topology  # noqa: E402
+from slac.testing.netns import Netns, can_create_namespaces  # noqa: E402
+from slac.testing.powerline import Topology  # noqa: E402
 from slac.tools.capture import Captured, CaptureSocket  # noqa: E402
 
 CLUSTER = 8
@@ -88,7 +88,7 @@ charge time = 0
 
 async def medium_worker(spec: dict[str, Any]) -> None:
     """The virtual powerline until SIGTERM."""
-    from slac.powerline import Powerline, site_medium
+    from slac.testing.powerline import Powerline, site_medium
 
     medium = site_medium(
         spec["roles"],

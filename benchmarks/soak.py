@@ -20,9 +20,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slac import Config, SlacEvseSession, SlacSessionController
-from slac.netns import Netns, VethPair, can_create_namespaces
+from slac.testing.netns import Netns, VethPair, can_create_namespaces
+from slac.testing.peer import ScriptedPeer
 from slac.utils import MacAddress
-from tests.peer import ScriptedPeer
 
 EV_MAC = MacAddress("02:00:00:00:50:01")
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from slac import Config  # noqa: E402
 from slac.ev import SlacEvSession  # noqa: E402
-from slac.netns import can_create_namespaces  # noqa: E402
-from slac.powerline import Powerline, Topology  # noqa: E402
+from slac.testing.netns import can_create_namespaces  # noqa: E402
+from slac.testing.powerline import Powerline, Topology  # noqa: E402
 
 EVSE_ID = "DE*SWT*E123456789"
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slac.netns import Netns, VethPair, can_create_namespaces
+from slac.testing.netns import Netns, VethPair, can_create_namespaces
+from slac.testing.peer import ScriptedPeer
 from slac.utils import MacAddress
-
-from .peer import ScriptedPeer
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT.parent / "shared" / "captures"

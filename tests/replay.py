@@ -28,11 +28,10 @@ from slac.messages import (
     StartAttenCharInd,
     decode_frame,
 )
-from slac.netns import Netns
+from slac.testing.inbox import Inbox
+from slac.testing.netns import Netns
 from slac.tools.analyze import Session, analyze_file
 from slac.utils import MacAddress
-
-from .inbox import Inbox
 
 CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "captures"
 PACKET_OUTGOING = 4

@@ -8,7 +8,7 @@ from typing import Optional
 
 from slac import Config, MatchResult, SlacEvseSession, SlacSessionController
 from slac.ev import SlacEvSession
-from slac.powerline import Medium, Powerline, Topology
+from slac.testing.powerline import Medium, Powerline, Topology
 
 
 def fast() -> Config:

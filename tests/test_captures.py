@@ -22,7 +22,7 @@ from slac.messages import (
     UnknownMessage,
     decode_frame,
 )
-from slac.netns import Netns, VethPair
+from slac.testing.netns import Netns, VethPair
 from slac.tools.analyze import analyze_file, analyze_packets
 from slac.tools.pcap import Packet, read_packets, write_pcap
 from slac.utils import MacAddress

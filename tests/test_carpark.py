@@ -15,7 +15,7 @@ import pytest
 from slac.environment import Config
 from slac.fsm.ev import EvAttemptFailed, EvEvent
 from slac.fsm.evse import plug_in_time_limit
-from slac.powerline.carpark import (
+from slac.testing.powerline.carpark import (
     Carpark,
     CarSpec,
     EpisodeSpec,

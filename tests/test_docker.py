@@ -37,8 +37,8 @@ from typing import Any, Optional
 import pytest
 
 from slac.ev import SlacEvSession
-from slac.netns import ip, unique_name
-from slac.powerline import Powerline, Topology
+from slac.testing.netns import ip, unique_name
+from slac.testing.powerline import Powerline, Topology
 
 from .conftest import ROOT
 from .operator import EvseCommand, station_file

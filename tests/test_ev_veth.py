@@ -33,12 +33,12 @@ from slac.messages import (
     SlacParmReq,
     decode_frame,
 )
-from slac.netns import Netns, VethPair
+from slac.testing.inbox import Inbox
+from slac.testing.netns import Netns, VethPair
 from slac.tools.capture import Captured, CaptureSocket
 from slac.utils import MacAddress, nid_from_nmk
 
 from .conftest import needs_root
-from .inbox import Inbox
 from .replay import Wire
 
 pytestmark = needs_root

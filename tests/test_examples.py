@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from slac.testing.peer import ScriptedPeer
 from slac.utils import MacAddress
 
 from .conftest import ROOT, make_link, needs_root, remove_link
-from .peer import ScriptedPeer
 
 
 def write_settings(tmp_path: Path, interfaces: Sequence[str]) -> tuple[Path, Path]:

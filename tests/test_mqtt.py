@@ -19,7 +19,7 @@ import pytest
 
 from slac.app.mqtt import parse_cp_payload, parse_mqtt_url
 from slac.ev import SlacEvSession
-from slac.powerline import Powerline, Topology
+from slac.testing.powerline import Powerline, Topology
 
 from .conftest import needs_root
 from .operator import EvseCommand, station_file

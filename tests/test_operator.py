@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from slac.ev import SlacEvSession
-from slac.powerline import Powerline, Topology
+from slac.testing.powerline import Powerline, Topology
 
 from .conftest import ROOT, needs_root
 from .operator import SLAC, EvseCommand, station_file

@@ -16,7 +16,7 @@ from slac.messages import (
     VsSwVerReq,
     decode_frame,
 )
-from slac.powerline.medium import EV, EVSE, Medium
+from slac.testing.powerline.medium import EV, EVSE, Medium
 from slac.utils import MacAddress
 
 EV_HOST = MacAddress("02:00:00:00:0e:01")

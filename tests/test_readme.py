@@ -67,7 +67,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
         '"powerline",\n            "--"',
     ),
     "make powerline": ("tests/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
-    ".venv/bin/python -m slac.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
+    ".venv/bin/python -m slac.testing.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
         "tests/test_tools.py::POWERLINE_COMMANDS",
         '"CM_MNBC_SOUND.IND=0.3"',
     ),

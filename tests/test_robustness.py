@@ -30,12 +30,12 @@ from slac.messages import (
     SlacParmReq,
     StartAttenCharInd,
 )
-from slac.netns import Netns, VethPair
 from slac.sockets.async_linux_socket import RawSocket
+from slac.testing.netns import Netns, VethPair
+from slac.testing.peer import BROADCAST, MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
 
 from .conftest import ROOT, Link, make_link, needs_root, remove_link
-from .peer import BROADCAST, MODEM_MAC, ScriptedPeer
 from .site import make_site
 
 pytestmark = needs_root

@@ -24,10 +24,10 @@ from slac import (
     TransportError,
 )
 from slac.messages import SlacMatchCnf, SlacParmReq, decode_frame
+from slac.testing.peer import MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
 
 from .conftest import ROOT, Link, make_link, needs_root, remove_link
-from .peer import MODEM_MAC, ScriptedPeer
 
 pytestmark = needs_root
 

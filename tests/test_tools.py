@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from slac import Config, SlacEvseSession, SlacSessionController
-from slac.netns import NETNS_TAG_VARIABLE, Netns, VethPair
-from slac.powerline import Powerline, Topology
+from slac.testing.netns import NETNS_TAG_VARIABLE, Netns, VethPair
+from slac.testing.powerline import Powerline, Topology
 
 from .conftest import ROOT, needs_root
 
@@ -215,11 +215,11 @@ async def test_interrupted_demo_removes_everything_it_created() -> None:
 POWERLINE_COMMANDS = {
     # the README's three ways: make, python -m, the slac command
     "make powerline": (["make", "--no-print-directory", "powerline"], 1),
-    "python -m slac.powerline": (
+    "python -m slac.testing.powerline": (
         [
             sys.executable,
             "-m",
-            "slac.powerline",
+            "slac.testing.powerline",
             "--evs",
             "3",
             "--evses",

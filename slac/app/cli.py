@@ -161,7 +161,7 @@ def _ev(args: argparse.Namespace) -> int:
 
 
 def _powerline(args: argparse.Namespace) -> int:
-    from slac.powerline.__main__ import main as powerline_main
+    from slac.testing.powerline.__main__ import main as powerline_main
 
     rest = list(args.rest)
     if rest[:1] == ["--"]:  # `slac powerline -- --evs 2`: the separator is not an option

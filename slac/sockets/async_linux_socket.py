@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from slac.enums import ETH_TYPE_HPAV
 from slac.errors import TransportError
 from slac.sockets import bpf
+from slac.sockets.namespace import call_in_netns
 from slac.utils import MacAddress
 
 logger = logging.getLogger(__name__)
@@ -111,9 +112,7 @@ class RawSocket:
         if not isinstance(self.interface, str) or not 0 < len(self.interface) < 16:
             raise TransportError(f"{self.interface!r} is not a network interface name")
         if self.netns is not None:
-            from slac.netns import Netns
-
-            sock = Netns(self.netns).call(self._open_socket)
+            sock = call_in_netns(self.netns, self._open_socket)
         else:
             sock = self._open_socket()
         sock.setblocking(False)

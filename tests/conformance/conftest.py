@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from slac.netns import can_create_namespaces
+from slac.testing.netns import can_create_namespaces
 
 from .catalogue import CASES
 from .testsystem.evcc import EvccTester

@@ -8,10 +8,10 @@ import logging
 import time
 from typing import Optional
 
-from slac.netns import Netns, unique_name
+from slac.testing.netns import Netns, unique_name
 
-#: Names of the suites' network namespaces begin with this (slac.netns.unique_name): tests
-#: that count the machine's namespaces while the suites run beside them leave these out.
+#: Names of the suites' network namespaces begin with this (slac.testing.netns.unique_name):
+#: tests that count the machine's namespaces while the suites run beside them leave these out.
 NETNS_PREFIX = "slaccf"
 
 

@@ -44,7 +44,7 @@ from slac.messages import (
     ValidateCnf,
     ValidateReq,
 )
-from slac.netns import Netns, VethPair
+from slac.testing.netns import Netns, VethPair
 from slac.utils import MacAddress
 
 from . import templates as tpl

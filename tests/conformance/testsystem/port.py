@@ -22,7 +22,7 @@ from typing import Callable, Optional, Union
 from slac.enums import ETH_TYPE_HPAV, mmtype_name
 from slac.errors import DecodeError
 from slac.messages import AnyMessage, Frame, Message, decode_frame
-from slac.netns import Netns
+from slac.testing.netns import Netns
 from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
 from slac.utils import MacAddress
 

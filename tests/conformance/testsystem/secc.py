@@ -43,8 +43,8 @@ from slac.messages import (
     VsPlLinkStatusCnf,
     VsPlLinkStatusReq,
 )
-from slac.netns import Netns, VethPair
 from slac.session import MatchResult, SlacEvseSession, SlacSessionController
+from slac.testing.netns import Netns, VethPair
 from slac.utils import MacAddress
 
 from . import templates as tpl

@@ -14,8 +14,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Optional
 
-from slac.netns import Netns, VethPair, ip, unique_name
-from slac.powerline.medium import EV, EVSE, Medium
+from slac.testing.netns import Netns, VethPair, ip, unique_name
+from slac.testing.powerline.medium import EV, EVSE, Medium
 from slac.utils import MacAddress
 
 

@@ -14,9 +14,9 @@ import signal
 import sys
 from typing import Optional
 
-from slac.netns import can_create_namespaces
-from slac.powerline.runner import Powerline
-from slac.powerline.topology import Topology
+from slac.testing.netns import can_create_namespaces
+from slac.testing.powerline.runner import Powerline
+from slac.testing.powerline.topology import Topology
 
 
 def parse_loss(items: list[str]) -> dict[str, float]:

@@ -36,11 +36,10 @@ from slac.messages import (
     VsPlLinkStatusReq,
     decode_frame,
 )
-from slac.netns import Netns
+from slac.testing.inbox import Inbox
+from slac.testing.netns import Netns
 from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
 from slac.utils import MacAddress
-
-from .inbox import Inbox
 
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 MODEM_MAC = MacAddress("00:b0:52:12:34:56")

@@ -7,8 +7,8 @@ import logging
 import socket
 from typing import Optional
 
-from slac.netns import Netns
-from slac.powerline.medium import Delivery, Medium
+from slac.testing.netns import Netns
+from slac.testing.powerline.medium import Delivery, Medium
 
 logger = logging.getLogger(__name__)
 

@@ -1,25 +1,25 @@
 """Network namespaces and veth pairs: test hosts on one Linux machine (needs root).
 
 A raw socket belongs to the namespace it was created in, so :meth:`Netns.call` runs a
-function in a thread that has entered the namespace: sockets it opens stay there.
+function in a thread that has entered the namespace (the library's own
+:func:`~slac.sockets.namespace.call_in_netns`): sockets it opens stay there.
 Everything created is removed by :meth:`Netns.delete` / :meth:`VethPair.delete` (or the
 context managers), also after errors.
 """
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Sequence
 from typing import Callable, Optional, TypeVar
 
+from slac.sockets.namespace import call_in_netns
+
 T = TypeVar("T")
 
-CLONE_NEWNET = 0x40000000
 _counter = itertools.count()
 
 
@@ -80,28 +80,7 @@ class Netns:
 
     def call(self, func: Callable[[], T]) -> T:
         """Run ``func`` in a thread inside this namespace and return what it returns."""
-        box: dict[str, object] = {}
-
-        def run() -> None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-                try:
-                    if libc.setns(fd, CLONE_NEWNET) != 0:
-                        errno = ctypes.get_errno()
-                        raise OSError(errno, f"setns({self.name}): {os.strerror(errno)}")
-                finally:
-                    os.close(fd)
-                box["value"] = func()
-            except BaseException as exc:  # handed to the caller's thread below
-                box["error"] = exc
-
-        thread = threading.Thread(target=run, name=f"netns-{self.name}")
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+        return call_in_netns(self.name, func)
 
     def command(self, args: Sequence[str]) -> list[str]:
         """``args`` run inside this namespace (for subprocess)."""

@@ -75,7 +75,7 @@ from slac.messages import (
     VsPlLinkStatusReq,
     decode_frame,
 )
-from slac.powerline.medium import EV, EVSE, Delivery, Medium
+from slac.testing.powerline.medium import EV, EVSE, Delivery, Medium
 from slac.utils import MacAddress, nid_from_nmk
 
 if TYPE_CHECKING:

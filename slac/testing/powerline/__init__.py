@@ -1,8 +1,8 @@
 """A virtual GreenPHY powerline for tests and demos without modems (needs root)."""
 
-from slac.powerline.medium import EV, EVSE, Delivery, Faults, Medium, Modem
-from slac.powerline.runner import Powerline
-from slac.powerline.topology import HostPort, Topology, site_medium
+from slac.testing.powerline.medium import EV, EVSE, Delivery, Faults, Medium, Modem
+from slac.testing.powerline.runner import Powerline
+from slac.testing.powerline.topology import HostPort, Topology, site_medium
 
 __all__ = [
     "EV",
