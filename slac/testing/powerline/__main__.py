@@ -1,4 +1,5 @@
-"""Run a virtual powerline with test hosts: ``python -m slac.powerline --evs 1 --evses 1``.
+"""Run a virtual powerline with test hosts:
+``python -m slac.testing.powerline --evs 1 --evses 1``.
 
 It creates a network namespace per EV host (interface ``plc0``), one for the EVSE hosts
 (interfaces ``evse0``, ``evse1``, ...), and one for the emulated modems, runs the medium
