@@ -7,7 +7,7 @@ CS_CONFIG ?= cs_configuration.json
 BENCH_OUT ?= benchmarks/results
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests conformance lint bench demo run-ev-slac powerline build dev run evse \
+.PHONY: help install-local lock tests test-unit conformance lint bench demo run-ev-slac powerline build dev run evse \
         run-local-single \
         run-local-multiple run-local-sudo-single run-local-sudo-multiple
 EV_IFACE ?= eth0
@@ -40,6 +40,9 @@ tests: $(STAMP) ## The whole test suite, the conformance suites beside it (root 
 	echo "== conformance suites (make conformance), log $(CONFORMANCE_LOG)"; \
 	wait $$conformance; status=$$?; cat $(CONFORMANCE_LOG); \
 	[ $$suite -eq 0 ] && [ $$status -eq 0 ]
+
+test-unit: $(STAMP) ## The unit tests (tests/unit): no root, no sockets, no network; under a minute
+	$(PY) -m pytest -ra tests/unit
 
 conformance: $(STAMP) ## ISO 15118-5 SLAC cases, SECC and EVCC, in parallel (root; about 11 min)
 	$(PY) -m pytest -ra -n $(CONFORMANCE_WORKERS) --maxschedchunk=1 tests/conformance

@@ -1,65 +1,23 @@
-"""Shared fixtures: test hosts (a network namespace and a veth pair) and the scripted peer."""
+"""What every test folder shares: the project's root, the field captures beside it, and the
+mark for tests that need root (network namespaces, veth pairs, raw sockets).
+
+tests/unit: no root, no sockets, no network (codecs, state machines, configuration, the
+analyser, the car park, the project's own files); tests/integration: real sockets on veth
+pairs, our commands as subprocesses, MQTT, Docker; tests/interop: third-party oracles
+(tshark, scapy's readers, Qualcomm's pev/evse, field captures replayed); tests/conformance:
+the ISO 15118-5 suites. Helpers that integration and interop tests share: site.py (test
+hosts around a virtual powerline), replay.py (field captures replayed over veth)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from slac.testing.netns import Netns, VethPair, can_create_namespaces
-from slac.testing.peer import ScriptedPeer
-from slac.utils import MacAddress
+from slac.testing.netns import can_create_namespaces
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT.parent / "shared" / "captures"
 
 _CAN, _WHY = can_create_namespaces()
 needs_root = pytest.mark.skipif(not _CAN, reason=_WHY or "root")
-
-
-@dataclass
-class Link:
-    """A veth pair: ``evse_if`` in this namespace, ``peer_if`` inside ``netns``."""
-
-    evse_if: str
-    peer_if: str
-    netns: Netns
-    pair: VethPair
-    ev_mac: MacAddress
-
-
-def make_link(ev_mac: MacAddress) -> Link:
-    netns = Netns().create()
-    try:
-        pair = VethPair(netns_b=netns, mac_b=str(ev_mac)).create()
-    except BaseException:
-        netns.delete()
-        raise
-    return Link(pair.name_a, pair.name_b, netns, pair, ev_mac)
-
-
-def remove_link(link: Link) -> None:
-    link.pair.delete()
-    link.netns.delete()
-
-
-@pytest.fixture
-def link() -> Iterator[Link]:
-    if not _CAN:
-        pytest.skip(_WHY)
-    created = make_link(MacAddress("02:00:00:00:10:01"))
-    try:
-        yield created
-    finally:
-        remove_link(created)
-
-
-@pytest.fixture
-async def peer(link: Link) -> AsyncIterator[ScriptedPeer]:
-    scripted = await ScriptedPeer(link.netns, link.peer_if, link.ev_mac).start()
-    try:
-        yield scripted
-    finally:
-        scripted.close()

@@ -33,7 +33,8 @@ from slac.testing.netns import Netns
 from slac.tools.analyze import Session, analyze_file
 from slac.utils import MacAddress
 
-CAPTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "captures"
+from .conftest import CAPTURES
+
 PACKET_OUTGOING = 4
 MODEM = MacAddress("00:b0:52:ee:ee:01")
 

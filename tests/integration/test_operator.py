@@ -18,9 +18,9 @@ import pytest
 from slac.ev import SlacEvSession
 from slac.testing.powerline import Powerline, Topology
 
-from .conftest import ROOT, needs_root
+from ..conftest import ROOT, needs_root
+from ..site import fast, make_site
 from .operator import SLAC, EvseCommand, station_file
-from .site import fast, make_site
 
 pytestmark = needs_root
 

@@ -21,9 +21,9 @@ from slac.app.mqtt import parse_cp_payload, parse_mqtt_url
 from slac.ev import SlacEvSession
 from slac.testing.powerline import Powerline, Topology
 
-from .conftest import needs_root
+from ..conftest import needs_root
+from ..site import fast
 from .operator import EvseCommand, station_file
-from .site import fast
 
 aiomqtt = pytest.importorskip("aiomqtt", reason="aiomqtt is installed with the mqtt extra")
 

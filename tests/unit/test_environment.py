@@ -10,6 +10,8 @@ import pytest
 from slac.environment import VARIABLES, Config
 from slac.errors import ConfigError
 
+from ..conftest import ROOT
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -124,6 +126,6 @@ def test_init_timeout_outside_iso_range_is_accepted_with_a_warning(
 
 
 def test_every_variable_is_documented_in_the_readme() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for var in VARIABLES:
         assert f"`{var.name}`" in readme, var.name

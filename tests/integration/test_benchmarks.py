@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .conftest import ROOT, needs_root
+from ..conftest import ROOT, needs_root
 
 pytestmark = needs_root
 

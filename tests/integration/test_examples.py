@@ -15,7 +15,8 @@ import pytest
 from slac.testing.peer import ScriptedPeer
 from slac.utils import MacAddress
 
-from .conftest import ROOT, make_link, needs_root, remove_link
+from ..conftest import ROOT, needs_root
+from .conftest import make_link, remove_link
 
 
 def write_settings(tmp_path: Path, interfaces: Sequence[str]) -> tuple[Path, Path]:

@@ -27,7 +27,8 @@ from slac.messages import SlacMatchCnf, SlacParmReq, decode_frame
 from slac.testing.peer import MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
 
-from .conftest import ROOT, Link, make_link, needs_root, remove_link
+from ..conftest import ROOT, needs_root
+from .conftest import Link, make_link, remove_link
 
 pytestmark = needs_root
 

@@ -19,7 +19,7 @@ from slac import Config, SlacEvseSession, SlacSessionController
 from slac.testing.netns import NETNS_TAG_VARIABLE, Netns, VethPair
 from slac.testing.powerline import Powerline, Topology
 
-from .conftest import ROOT, needs_root
+from ..conftest import ROOT, needs_root
 
 pytestmark = needs_root
 

@@ -7,146 +7,153 @@ from __future__ import annotations
 import ast
 import re
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 README = ROOT / "README.md"
 
 #: README command -> (where it runs, a token that place's source must contain)
 COVERAGE: dict[str, tuple[str, str]] = {
     "make demo": (
-        "tests/test_tools.py::test_make_demo_matches_and_shows_ipv6_then_cleans_up",
+        "tests/integration/test_tools.py::test_make_demo_matches_and_shows_ipv6_then_cleans_up",
         '"demo"',
     ),
     "make tests": (".ci/run", "make tests"),
+    "make test-unit": (".ci/run", "make test-unit"),
     # .ci/run's `make tests` runs it beside the suite
     "make conformance": ("Makefile", "$(MAKE) --no-print-directory conformance"),
     "make install-local": (".ci/run", "make install-local"),
     "make lint": (".ci/run", "make lint"),
     "sudo .venv/bin/slac evse --config cs_configuration.json": (
-        "tests/operator.py::EvseCommand",
+        "tests/integration/operator.py::EvseCommand",
         '"evse"',
     ),
     "sudo .venv/bin/slac evse --config cs_configuration.json --cp mqtt://localhost:1883/station1": (
-        "tests/test_mqtt.py::mqtt_station",
+        "tests/integration/test_mqtt.py::mqtt_station",
         '"--cp"',
     ),
     "mosquitto_pub -h localhost -t 'station1/DE*SWT*E123456789/cp_state' -m B": (
-        "tests/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
+        "tests/integration/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
         '"mosquitto_pub"',
     ),
     "mosquitto_sub -h localhost -t 'station1/+/slac' -v": (
-        "tests/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
+        "tests/integration/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
         '"mosquitto_sub"',
     ),
     "sudo .venv/bin/slac capture --iface eth1 -w slac.pcap": (
-        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"capture"',
     ),
     ".venv/bin/slac analyze slac.pcap": (
-        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"analyze"',
     ),
     "slac evse --config cs_configuration.json [--env .env] [--cp stdin|mqtt://HOST:PORT/PREFIX] [--pcap FILE]": (  # noqa: E501
-        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"--env"',
     ),
     "slac capture --iface IFACE -w FILE.pcap [--count N] [--duration S]": (
-        "tests/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
+        "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"-w"',
     ),
     "slac analyze FILE [--json] [--plot out.png] [--strict]": (
-        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"--plot"',
     ),
     "slac ev --iface IFACE [--env .env] [--timeout 30]": (
-        "tests/test_operator.py::test_slac_ev_matches_a_running_evse_and_reports_it",
+        "tests/integration/test_operator.py::test_slac_ev_matches_a_running_evse_and_reports_it",
         '"--timeout"',
     ),
     "slac powerline -- --evs 1 --evses 1 [--crosstalk 50]": (
-        "tests/test_tools.py::POWERLINE_COMMANDS",
+        "tests/integration/test_tools.py::POWERLINE_COMMANDS",
         '"powerline",\n            "--"',
     ),
-    "make powerline": ("tests/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
+    "make powerline": ("tests/integration/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
     ".venv/bin/python -m slac.testing.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
-        "tests/test_tools.py::POWERLINE_COMMANDS",
+        "tests/integration/test_tools.py::POWERLINE_COMMANDS",
         '"CM_MNBC_SOUND.IND=0.3"',
     ),
     "sudo make run-ev-slac EV_IFACE=veth1": (
-        "tests/test_tools.py::test_scapy_ev_passes_directly_against_the_evse_example",
+        "tests/integration/test_tools.py::test_scapy_ev_passes_directly_against_the_evse_example",
         '"run-ev-slac"',
     ),
     ".venv/bin/slac analyze my-session.pcapng": (
-        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"analyze"',
     ),
     ".venv/bin/slac analyze my-session.pcapng --json": (
-        "tests/test_captures.py::test_slac_analyze_command_text_json_and_plot",
+        "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"--json"',
     ),
     ".venv/bin/slac analyze my-session.pcapng --plot seq.png --strict": (
-        "tests/test_captures.py::test_slac_analyze_strict_exit_code",
+        "tests/unit/test_captures.py::test_slac_analyze_strict_exit_code",
         '"--strict"',
     ),
     "make run-local-single": (
-        "tests/test_examples.py::test_single_session_example_matches",
+        "tests/integration/test_examples.py::test_single_session_example_matches",
         '"run-local-single"',
     ),
     "make run-local-multiple": (
-        "tests/test_examples.py::test_multiple_sessions_example_matches_every_evse",
+        "tests/integration/test_examples.py::test_multiple_sessions_example_matches_every_evse",
         '"run-local-multiple"',
     ),
     "make run-local-sudo-single": (
-        "tests/test_examples.py::test_single_session_example_matches",
+        "tests/integration/test_examples.py::test_single_session_example_matches",
         '"run-local-sudo-single"',
     ),
     "make run-local-sudo-multiple": (
-        "tests/test_examples.py::test_multiple_sessions_example_matches_every_evse",
+        "tests/integration/test_examples.py::test_multiple_sessions_example_matches_every_evse",
         '"run-local-sudo-multiple"',
     ),
-    # Docker, for real (tests/test_docker.py): the engine, the base, the image, and the
+    # Docker, for real (tests/integration/test_docker.py): the engine, the base, the image, and the
     # container matching our EV through docker run, make dev and make run
-    "make build": ("tests/test_docker.py::image", '"build"'),
+    "make build": ("tests/integration/test_docker.py::image", '"build"'),
     "make dev": (
-        "tests/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
+        "tests/integration/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
         '"dev"',
     ),
     "make run": (
-        "tests/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
+        "tests/integration/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
         '"run"',
     ),
-    "make build BASE_IMAGE=slac-base:bookworm": ("tests/test_docker.py::image", "BASE_IMAGE="),
+    "make build BASE_IMAGE=slac-base:bookworm": (
+        "tests/integration/test_docker.py::image",
+        "BASE_IMAGE=",
+    ),
     "make dev BASE_IMAGE=slac-base:bookworm": (
-        "tests/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
+        "tests/integration/test_docker.py::test_make_dev_builds_runs_and_matches_with_the_cp_typed_into_docker_attach",
         "BASE_IMAGE=",
     ),
     "make run BASE_IMAGE=slac-base:bookworm": (
-        "tests/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
+        "tests/integration/test_docker.py::test_make_run_detached_takes_the_cp_over_mqtt_and_publishes_the_match",
         "BASE_IMAGE=",
     ),
     'docker run -i --rm --network host --cap-drop ALL --cap-add NET_RAW --read-only -v "$PWD/cs_configuration.json:/app/cs_configuration.json:ro" slac': (  # noqa: E501
-        "tests/test_docker.py::test_docker_run_matches_our_ev_through_the_virtual_powerline_then_stops_on_sigterm",
+        "tests/integration/test_docker.py::test_docker_run_matches_our_ev_through_the_virtual_powerline_then_stops_on_sigterm",
         '"--read-only"',
     ),
-    "scripts/dockerd.sh start": ("tests/test_docker.py::engine", '[DOCKERD, "start"]'),
-    "scripts/dockerd.sh stop": ("tests/test_docker.py::engine", '[DOCKERD, "stop"]'),
+    "scripts/dockerd.sh start": ("tests/integration/test_docker.py::engine", '[DOCKERD, "start"]'),
+    "scripts/dockerd.sh stop": ("tests/integration/test_docker.py::engine", '[DOCKERD, "stop"]'),
     "export DOCKER_HOST=unix:///run/slac-dockerd/docker.sock": (
-        "tests/test_docker.py::test_dockerd_starts_answers_and_stops_leaving_nothing_behind",
+        "tests/integration/test_docker.py::test_dockerd_starts_answers_and_stops_leaving_nothing_behind",
         'f"unix://{run}/docker.sock"',
     ),
-    "scripts/docker-base.sh": ("tests/test_docker.py::base_image", "[DOCKER_BASE, DEFAULT_BASE]"),
+    "scripts/docker-base.sh": (
+        "tests/integration/test_docker.py::base_image",
+        "[DOCKER_BASE, DEFAULT_BASE]",
+    ),
     "make bench": (
-        "tests/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
+        "tests/integration/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
         '"bench"',
     ),
     ".venv/bin/python benchmarks/carpark.py": (
-        "tests/test_carpark.py::test_car_park_benchmark_runs_quickly_and_writes_its_figures",
+        "tests/unit/test_carpark.py::test_car_park_benchmark_runs_quickly_and_writes_its_figures",
         '"benchmarks/carpark.py"',
     ),
     "make lock": (
-        "tests/test_packaging.py::test_make_lock_recreates_a_lock_that_poetry_accepts",
+        "tests/integration/test_install.py::test_make_lock_recreates_a_lock_that_poetry_accepts",
         '"lock"',
     ),
-    "make help": ("tests/test_packaging.py::test_make_help_lists_every_target", '"help"'),
+    "make help": ("tests/unit/test_packaging.py::test_make_help_lists_every_target", '"help"'),
 }
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 #: the `slac` console script of the environment the tests run in (.venv/bin/slac)
 SLAC = str(Path(sys.executable).parent / "slac")

@@ -35,8 +35,9 @@ from slac.testing.netns import Netns, VethPair
 from slac.testing.peer import BROADCAST, MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
 
-from .conftest import ROOT, Link, make_link, needs_root, remove_link
-from .site import make_site
+from ..conftest import ROOT, needs_root
+from ..site import make_site
+from .conftest import Link, make_link, remove_link
 
 pytestmark = needs_root
 

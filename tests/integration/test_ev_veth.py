@@ -38,8 +38,8 @@ from slac.testing.netns import Netns, VethPair
 from slac.tools.capture import Captured, CaptureSocket
 from slac.utils import MacAddress, nid_from_nmk
 
-from .conftest import needs_root
-from .replay import Wire
+from ..conftest import needs_root
+from ..replay import Wire
 
 pytestmark = needs_root
 

@@ -1,9 +1,9 @@
 """SLAC captured in the field with production cars and chargers (../shared/captures):
-decoded, analysed, and replayed into our EVSE and our EV."""
+decoded and analysed (`slac analyze`). The replays into our EVSE and our EV are in
+tests/interop/test_captures_replay.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from slac import Config, SlacEvseSession, SlacSessionController
-from slac.ev import SlacEvSession
 from slac.messages import (
-    AttenCharInd,
     Message,
     MnbcSoundInd,
     SlacMatchCnf,
@@ -22,22 +19,11 @@ from slac.messages import (
     UnknownMessage,
     decode_frame,
 )
-from slac.testing.netns import Netns, VethPair
 from slac.tools.analyze import analyze_file, analyze_packets
 from slac.tools.pcap import Packet, read_packets, write_pcap
-from slac.utils import MacAddress
 
-from .conftest import ROOT, needs_root
-from .replay import (
-    CAPTURES,
-    CAR_CAPTURES,
-    CHARGER_CAPTURES,
-    Wire,
-    capture_path,
-    matched_sessions,
-    replay_car,
-    replay_charger,
-)
+from ..conftest import CAPTURES, ROOT
+from ..replay import capture_path
 
 pytestmark = pytest.mark.skipif(
     not CAPTURES.is_dir(),
@@ -212,97 +198,6 @@ def test_analyser_reads_our_own_pcap(tmp_path: Path) -> None:
     write_pcap(path, _model_y())
     (session,) = analyze_file(path).sessions
     assert session.outcome == "matched"
-
-
-# --- replays over veth (root) ------------------------------------------------------------------
-
-CAR_SESSIONS = (
-    [(name, i) for name in CAR_CAPTURES for i in range(len(matched_sessions(name)))]
-    if CAPTURES.is_dir()
-    else []
-)
-CHARGER_SESSIONS = (
-    [(name, i) for name in CHARGER_CAPTURES for i in range(len(matched_sessions(name)))]
-    if CAPTURES.is_dir()
-    else []
-)
-
-
-class Quiet(SlacSessionController):
-    async def enable_hlc_charging(self, evse_id: str) -> None:
-        pass
-
-
-@needs_root
-@pytest.mark.parametrize("name", CAR_CAPTURES)
-async def test_real_car_replayed_into_our_evse_is_answered_correctly(name: str) -> None:
-    sessions = matched_sessions(name)
-    assert sessions
-    car = MacAddress(sessions[0].ev_mac)
-    with Netns() as ns, VethPair(netns_b=ns, mac_b=str(car)) as pair:
-        wire = await Wire(ns, pair.name_b).start()
-        evse = SlacEvseSession(
-            "DE*TST*E0001",
-            pair.name_a,
-            Config(set_key_settle_time=0, set_key_timeout=0.3, link_check_period=0),
-        )
-        controller = Quiet()
-        try:
-            await evse.evse_set_key()
-            for session in sessions:
-                await controller.process_cp_state(evse, "A")
-                await controller.process_cp_state(evse, "B")
-                await asyncio.sleep(0.05)
-                assert evse.evse_mac is not None
-                result = await replay_car(wire, session, evse.evse_mac)
-                run_id = bytes.fromhex(session.run_id)
-                assert result.parm_cnf == SlacParmCnf(forwarding_sta=car, run_id=run_id)
-                assert result.atten_char.run_id == run_id
-                assert result.atten_char.source_address == car
-                assert result.atten_char.num_sounds == result.profiles_sent == 10
-                assert result.atten_char.aag == result.expected_aag
-                assert result.match_cnf.run_id == run_id
-                assert result.match_cnf.pev_mac == car
-                assert result.match_cnf.evse_mac == evse.evse_mac
-                assert result.match_cnf.nmk == evse.nmk
-                matched = await evse.wait_matched(timeout=2)
-                assert (matched.ev_mac, matched.run_id) == (car, run_id)
-        finally:
-            await evse.close()
-            wire.close()
-
-
-@needs_root
-@pytest.mark.parametrize("name", CHARGER_CAPTURES)
-async def test_real_charger_replayed_into_our_ev_completes_the_match(name: str) -> None:
-    for session in matched_sessions(name):
-        match = next(f.message for _, f in session.frames if isinstance(f.message, SlacMatchCnf))
-        assert isinstance(match, SlacMatchCnf)
-        with Netns() as ns, VethPair(netns_b=ns) as pair:
-            subprocess.run(
-                ns.command(["ip", "link", "set", pair.name_b, "promisc", "on"]), check=True
-            )
-            wire = await Wire(ns, pair.name_b).start()
-            ev = SlacEvSession(pair.name_a, Config(set_key_settle_time=0, set_key_timeout=0.3))
-            try:
-                await ev.open()
-                assert ev.mac is not None
-                charger = asyncio.ensure_future(replay_charger(wire, session, ev.mac))
-                result = await asyncio.wait_for(ev.match(), 15)
-                await charger
-            finally:
-                await ev.close()
-                wire.close()
-        assert result.evse_mac == MacAddress(session.evse_macs[0])
-        assert (result.nid, result.nmk) == (match.nid, match.nmk)
-        assert wire.set_keys[-1] == match.nmk  # our EV joined the charger's network
-        indication = next(
-            f.message for _, f in session.frames if isinstance(f.message, AttenCharInd)
-        )
-        assert isinstance(indication, AttenCharInd)
-        assert result.average_attenuation == pytest.approx(
-            sum(indication.aag) / len(indication.aag)
-        )
 
 
 def test_slac_analyze_strict_exit_code(tmp_path: Path) -> None:

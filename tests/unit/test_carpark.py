@@ -25,7 +25,7 @@ from slac.testing.powerline.carpark import (
     run_episodes,
 )
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SEEDS = range(4)
 

@@ -15,8 +15,8 @@ from slac import SessionState
 from slac.ev import EvMatchResult, SlacEvSession
 from slac.fsm.ev import EvConfig
 
-from .conftest import needs_root
-from .site import Site, fast, make_site
+from ..conftest import needs_root
+from ..site import Site, fast, make_site
 
 pytestmark = needs_root
 

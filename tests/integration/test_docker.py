@@ -40,9 +40,9 @@ from slac.ev import SlacEvSession
 from slac.testing.netns import ip, unique_name
 from slac.testing.powerline import Powerline, Topology
 
-from .conftest import ROOT
+from ..conftest import ROOT
+from ..site import fast
 from .operator import EvseCommand, station_file
-from .site import fast
 
 DOCKERD = str(ROOT / "scripts" / "dockerd.sh")
 DOCKER_BASE = str(ROOT / "scripts" / "docker-base.sh")
