@@ -27,6 +27,12 @@ BROADCAST_MAC = b"\xff" * 6
 ETH_MIN_FRAME_LEN = 60
 ETH_HEADER_LEN = 14
 
+#: Linux packet sockets (AF_PACKET): the protocol that takes frames of every EtherType (only
+#: such a socket also sees what other programs on this host send), and the packet type
+#: (``sll_pkttype``, the third field of ``recvfrom``'s address) of a frame this host sent.
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
 
 class MMType(IntEnum):
     """Management message types (base | mode: REQ 0, CNF 1, IND 2, RSP 3)."""

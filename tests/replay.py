@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from slac.enums import ETH_TYPE_HPAV, PLC_LOCAL_MAC
+from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -35,7 +35,6 @@ from slac.utils import MacAddress
 
 from .conftest import CAPTURES
 
-PACKET_OUTGOING = 4
 MODEM = MacAddress("00:b0:52:ee:ee:01")
 
 #: Captures where the real side is the car (the EV), per the corpus' README.

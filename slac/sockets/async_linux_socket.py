@@ -19,7 +19,7 @@ import socket
 import struct
 from typing import Callable, Optional
 
-from slac.enums import ETH_TYPE_HPAV
+from slac.enums import ETH_P_ALL, ETH_TYPE_HPAV, PACKET_OUTGOING
 from slac.errors import TransportError
 from slac.sockets import bpf
 from slac.sockets.namespace import call_in_netns
@@ -29,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
-PACKET_OUTGOING = 4
-ETH_P_ALL = 0x0003
 MAX_FRAME = 1518
 #: Frames kept for recv() when nobody reads them (about 1.5 MB at most).
 DEFAULT_QUEUE_LIMIT = 1024

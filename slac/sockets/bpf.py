@@ -7,10 +7,11 @@ import ctypes
 import socket
 import struct
 
+from slac.enums import PACKET_OUTGOING
+
 SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 #: BPF ancillary load: the packet's type (PACKET_HOST, ..., PACKET_OUTGOING)
 _SKF_AD_PKTTYPE = 0xFFFFF000 + 4
-PACKET_OUTGOING = 4
 
 _LD_W_ABS = 0x20
 _LD_H_ABS = 0x28

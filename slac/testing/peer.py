@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from slac.enums import ETH_TYPE_HPAV, PLC_LOCAL_MAC
+from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -43,7 +43,6 @@ from slac.utils import MacAddress
 
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 MODEM_MAC = MacAddress("00:b0:52:12:34:56")
-PACKET_OUTGOING = 4
 _CMSG_SPACE = socket.CMSG_SPACE(16)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Optional, Union
 
-from slac.enums import ETH_TYPE_HPAV
+from slac.enums import ETH_P_ALL, ETH_TYPE_HPAV, PACKET_OUTGOING
 from slac.errors import TransportError
 from slac.sockets import bpf
 from slac.sockets.async_linux_socket import _no_such_interface, _permission_hint, interface_is_up
@@ -28,8 +28,6 @@ from slac.tools.pcap import PcapWriter
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
 _CMSG_SPACE = socket.CMSG_SPACE(16)
 
 

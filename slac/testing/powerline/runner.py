@@ -7,13 +7,11 @@ import logging
 import socket
 from typing import Optional
 
+from slac.enums import ETH_P_ALL, PACKET_OUTGOING
 from slac.testing.netns import Netns
 from slac.testing.powerline.medium import Delivery, Medium
 
 logger = logging.getLogger(__name__)
-
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
 
 
 class Powerline:

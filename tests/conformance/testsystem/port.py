@@ -19,14 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from slac.enums import ETH_TYPE_HPAV, mmtype_name
+from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, mmtype_name
 from slac.errors import DecodeError
 from slac.messages import AnyMessage, Frame, Message, decode_frame
 from slac.testing.netns import Netns
 from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
 from slac.utils import MacAddress
 
-PACKET_OUTGOING = 4
 _CMSG_SPACE = socket.CMSG_SPACE(16)
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 
