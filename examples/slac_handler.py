@@ -34,8 +34,16 @@ logger = logging.getLogger("slac.examples")
 class SlacHandler(SlacSessionController):
     """A controller that runs the EVSEs of a charging-station configuration."""
 
-    def __init__(self, config: Config, cp_delay: float = 2.0, hold: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cp_delay: float = 2.0,
+        hold: float = 1.0,
+        sudo_hint: Optional[str] = None,
+    ) -> None:
         self.config = config
+        #: how to run the example as root, for the error when raw sockets are not allowed
+        self.sudo_hint = sudo_hint
         self.cp_delay = cp_delay
         self.hold = hold
         self.running_sessions: list[SlacEvseSession] = []
@@ -48,7 +56,7 @@ class SlacHandler(SlacSessionController):
         specs = parse_station(cs_config)
         for spec in specs:
             evse_id, interface = spec.evse_id, spec.network_interface
-            session = SlacEvseSession(evse_id, interface, self.config)
+            session = SlacEvseSession(evse_id, interface, self.config, sudo_hint=self.sudo_hint)
             try:
                 await session.evse_set_key()
             except (OSError, TimeoutError, ValueError) as exc:
@@ -148,11 +156,14 @@ def main(argv: Optional[list[str]], *, only_first: bool, description: str) -> in
     configure_logging(config)
     if only_first and cs_config.get("parameters"):
         cs_config = {**cs_config, "number_of_evses": 1, "parameters": cs_config["parameters"][:1]}
-    return asyncio.run(_run(config, cs_config, args.cp_delay, args.hold))
+    target = "run-local-sudo-single" if only_first else "run-local-sudo-multiple"
+    return asyncio.run(_run(config, cs_config, args.cp_delay, args.hold, f"`make {target}`"))
 
 
-async def _run(config: Config, cs_config: dict[str, Any], cp_delay: float, hold: float) -> int:
-    handler = SlacHandler(config, cp_delay=cp_delay, hold=hold)
+async def _run(
+    config: Config, cs_config: dict[str, Any], cp_delay: float, hold: float, sudo_hint: str
+) -> int:
+    handler = SlacHandler(config, cp_delay=cp_delay, hold=hold, sudo_hint=sudo_hint)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     stopping = False

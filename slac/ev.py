@@ -70,7 +70,7 @@ class SlacEvSession:
         *,
         run_id_source: Callable[[], bytes] = lambda: secrets.token_bytes(8),
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
-        sudo_hint: str = "`sudo make run-ev-slac`",
+        sudo_hint: Optional[str] = None,
         netns: Optional[str] = None,
     ) -> None:
         self.network_interface = network_interface

@@ -34,7 +34,7 @@ class ModemHost:
         log: Log,
         *,
         on_modem_answer: Optional[FrameHandler] = None,
-        sudo_hint: str = "`make run-local-sudo-single`",
+        sudo_hint: Optional[str] = None,
         netns: Optional[str] = None,
     ) -> None:
         self.interface = interface

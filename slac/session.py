@@ -147,7 +147,8 @@ class SlacEvseSession(SlacSession):
     """One EVSE: its interface, its modem, its matching state machine.
 
     ``token_bytes`` is the source of fresh keys (:func:`secrets.token_bytes` unless a test
-    injects another).
+    injects another). ``sudo_hint``: how your program runs as root (a command), added to the
+    error when the raw socket may not be opened.
     """
 
     def __init__(
@@ -157,11 +158,16 @@ class SlacEvseSession(SlacSession):
         config: Optional[Config] = None,
         *,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        sudo_hint: Optional[str] = None,
     ) -> None:
         super().__init__(evse_id, network_interface, config)
         self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
         self.host = ModemHost(
-            network_interface, self._on_frame, self.log, on_modem_answer=self._on_modem_frame
+            network_interface,
+            self._on_frame,
+            self.log,
+            on_modem_answer=self._on_modem_frame,
+            sudo_hint=sudo_hint,
         )
         self._token_bytes = token_bytes
         self.matcher: Optional[EvseMatcher] = None

@@ -63,6 +63,11 @@ class StateReport:
 StateListener = Callable[[StateReport], None]
 
 
+def service_session(evse_id: str, network_interface: str, config: Config) -> SlacEvseSession:
+    """A session as ``slac evse`` opens it (its permission error says how to run it)."""
+    return SlacEvseSession(evse_id, network_interface, config, sudo_hint="`sudo slac evse ...`")
+
+
 class EvseService(SlacSessionController):
     """Runs the EVSEs of a station; feed it CP states with :meth:`set_cp`."""
 
@@ -71,7 +76,7 @@ class EvseService(SlacSessionController):
         evses: Iterable[EvseSpec],
         config: Optional[Config] = None,
         *,
-        session_factory: Callable[[str, str, Config], SlacEvseSession] = SlacEvseSession,
+        session_factory: Callable[[str, str, Config], SlacEvseSession] = service_session,
     ) -> None:
         self.config = config or Config()
         self.sessions: dict[str, SlacEvseSession] = {}

@@ -64,19 +64,25 @@ def _no_such_interface(interface: str) -> str:
     return f"network interface {interface!r} does not exist (interfaces here: {known})"
 
 
-def _permission_hint(interface: str, sudo_hint: str) -> str:
-    return f"opening a raw socket on {interface} needs root or CAP_NET_RAW; try {sudo_hint}"
+def _permission_hint(interface: str, sudo_hint: Optional[str]) -> str:
+    """The error for a missing CAP_NET_RAW, with the caller's advice (how to run it as root)."""
+    message = f"opening a raw socket on {interface} needs root or CAP_NET_RAW"
+    return f"{message}; try {sudo_hint}" if sudo_hint else message
 
 
 class RawSocket:
-    """A non-blocking AF_PACKET socket bound to ``interface`` and EtherType 0x88E1."""
+    """A non-blocking AF_PACKET socket bound to ``interface`` and EtherType 0x88E1.
+
+    ``sudo_hint``: how the caller's program runs with the permission (a command), added to
+    the error when the socket may not be opened; None: the error says what is missing only.
+    """
 
     def __init__(
         self,
         interface: str,
         *,
         ethertype: int = ETH_TYPE_HPAV,
-        sudo_hint: str = "`make run-local-sudo-single`",
+        sudo_hint: Optional[str] = None,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         netns: Optional[str] = None,
     ) -> None:

@@ -593,7 +593,7 @@ def test_example_without_raw_socket_permission_says_what_to_do(tmp_path: Path) -
     )
     output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "needs root or CAP_NET_RAW" in output
+    assert "needs root or CAP_NET_RAW; try `make run-local-sudo-single`" in output
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
 
@@ -690,3 +690,22 @@ def test_random_frames_never_crash_the_state_machine() -> None:
         assert len(matcher.runs) <= 5
         if matcher.state in (EvseState.WAITING, EvseState.PAUSED):
             assert matcher.deadline is not None  # a timer always runs while waiting
+
+
+def test_slac_evse_without_raw_socket_permission_says_what_to_do(tmp_path: Path) -> None:
+    config = tmp_path / "cs.json"
+    config.write_text(
+        '{"number_of_evses": 1, "parameters": '
+        '[{"evse_id": "DE*TST*E1", "network_interface": "lo"}]}'
+    )
+    slac = str(Path(sys.executable).parent / "slac")  # the console script
+    done = subprocess.run(
+        ["setpriv", "--bounding-set", "-net_raw", slac, "evse", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "needs root or CAP_NET_RAW; try `sudo slac evse ...`" in done.stderr
+    assert "Traceback" not in done.stderr
