@@ -41,7 +41,6 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slac.environment import Config  # noqa: E402
 from slac.errors import DecodeError, SlacError  # noqa: E402
 from slac.messages import (  # noqa: E402
     AttenCharInd,
@@ -53,6 +52,7 @@ from slac.messages import (  # noqa: E402
     SlacParmReq,
     decode_frame,
 )
+from slac.testing import fast_config  # noqa: E402
 from slac.testing.netns import Netns, can_create_namespaces  # noqa: E402
 from slac.testing.powerline import Topology  # noqa: E402
 from slac.tools.capture import Captured, CaptureSocket  # noqa: E402
@@ -110,7 +110,7 @@ async def ev_worker(spec: dict[str, Any]) -> None:
     """Our EVs: each starts at its offset, matches ``repeats`` times; JSON results on stdout."""
     from slac.ev import EvMatchingFailedError, SlacEvSession
 
-    config = Config(set_key_settle_time=0.0, set_key_timeout=0.3)
+    config = fast_config()
 
     async def one(index: int, netns: str, offset: float) -> list[dict[str, Any]]:
         await asyncio.sleep(offset)

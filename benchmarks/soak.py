@@ -19,7 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slac import Config, SlacEvseSession, SlacSessionController
+from slac import SlacEvseSession, SlacSessionController
+from slac.testing import fast_config
 from slac.testing.netns import Netns, VethPair, can_create_namespaces
 from slac.testing.peer import ScriptedPeer
 from slac.utils import MacAddress
@@ -55,9 +56,7 @@ async def soak(cycles: int) -> list[dict[str, Any]]:
     rows = []
     with Netns() as netns, VethPair(netns_b=netns, mac_b=str(EV_MAC)) as pair:
         peer = await ScriptedPeer(netns, pair.name_b, EV_MAC).start()
-        session = SlacEvseSession(
-            "DE*SOAK*E1", pair.name_a, Config(set_key_settle_time=0, set_key_timeout=0.5)
-        )
+        session = SlacEvseSession("DE*SOAK*E1", pair.name_a, fast_config(set_key_timeout=0.5))
         controller = QuietController()
         matched = 0
         started = time.monotonic()

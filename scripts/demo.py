@@ -25,8 +25,8 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from slac import Config  # noqa: E402
 from slac.ev import SlacEvSession  # noqa: E402
+from slac.testing import fast_config  # noqa: E402
 from slac.testing.netns import can_create_namespaces  # noqa: E402
 from slac.testing.powerline import Powerline, Topology  # noqa: E402
 
@@ -109,9 +109,7 @@ async def demo(hold: float) -> int:
                     f"{'reachable (unexpected)' if reachable else 'unreachable'}",
                 )
                 plugged = time.monotonic()
-                ev = SlacEvSession(
-                    topo.ev_interface, Config(set_key_settle_time=0), netns=topo.ev_netns[0].name
-                )
+                ev = SlacEvSession(topo.ev_interface, fast_config(), netns=topo.ev_netns[0].name)
                 say("EV", "plugged in (CP B), starting SLAC")
                 try:
                     result = await asyncio.wait_for(ev.match(), 30)

@@ -6,13 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Optional
 
-from slac import Config, MatchResult, SlacEvseSession, SlacSessionController
+from slac import MatchResult, SlacEvseSession, SlacSessionController
 from slac.ev import SlacEvSession
+from slac.testing import fast_config
 from slac.testing.powerline import Medium, Powerline, Topology
-
-
-def fast() -> Config:
-    return Config(set_key_settle_time=0.0, set_key_timeout=0.3, link_check_period=0.2)
 
 
 class Recorder(SlacSessionController):
@@ -43,7 +40,9 @@ class Site:
 
     async def start_evses(self) -> None:
         for j, iface in enumerate(self.topo.evse_interfaces):
-            session = SlacEvseSession(f"DE*TST*E{j:04d}", iface, fast())
+            # link supervision polls the virtual modems every 0.2 s
+            config = fast_config(link_check_period=0.2)
+            session = SlacEvseSession(f"DE*TST*E{j:04d}", iface, config)
             self.evses.append(session)
         await asyncio.gather(*(s.evse_set_key() for s in self.evses))
         for session in self.evses:
@@ -51,7 +50,9 @@ class Site:
         await asyncio.sleep(0.05)
 
     def our_ev(self, i: int) -> SlacEvSession:
-        return SlacEvSession(self.topo.ev_interface, fast(), netns=self.topo.ev_netns[i].name)
+        return SlacEvSession(
+            self.topo.ev_interface, fast_config(), netns=self.topo.ev_netns[i].name
+        )
 
     async def close(self) -> None:
         for session in self.evses:

@@ -37,11 +37,11 @@ from typing import Any, Optional
 import pytest
 
 from slac.ev import SlacEvSession
+from slac.testing import fast_config
 from slac.testing.netns import ip, unique_name
 from slac.testing.powerline import Powerline, Topology
 
 from ..conftest import ROOT
-from ..site import fast
 from .operator import EvseCommand, station_file
 
 DOCKERD = str(ROOT / "scripts" / "dockerd.sh")
@@ -558,7 +558,7 @@ def _evse_port(topo: Topology) -> int:
 
 
 async def _match_our_ev(topo: Topology) -> Any:
-    ev = SlacEvSession(topo.ev_interface, fast(), netns=topo.ev_netns[0].name)
+    ev = SlacEvSession(topo.ev_interface, fast_config(), netns=topo.ev_netns[0].name)
     try:
         return await asyncio.wait_for(ev.match(), 30)
     finally:

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from slac import enums
-from slac.environment import Config
 from slac.ev import SlacEvSession
 from slac.messages import (
     AttenCharInd,
@@ -33,6 +32,7 @@ from slac.messages import (
     SlacParmReq,
     decode_frame,
 )
+from slac.testing import fast_config
 from slac.testing.inbox import Inbox
 from slac.testing.netns import Netns, VethPair
 from slac.tools.capture import Captured, CaptureSocket
@@ -142,7 +142,7 @@ async def test_forged_cnf_and_ind_floods_over_veth_cannot_take_the_match(
         subprocess.run(far.command(["ip", "link", "set", pair.name_b, "promisc", "on"]), check=True)
         wire = await Wire(far, pair.name_b).start()
         inbox = wire.inbox = RecordingInbox()
-        ev = SlacEvSession(pair.name_a, Config(set_key_settle_time=0, set_key_timeout=0.3))
+        ev = SlacEvSession(pair.name_a, fast_config())
         caplog.set_level(logging.DEBUG, logger="slac.ev")
         try:
             await ev.open()

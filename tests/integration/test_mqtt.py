@@ -19,10 +19,10 @@ import pytest
 
 from slac.app.mqtt import parse_cp_payload, parse_mqtt_url
 from slac.ev import SlacEvSession
+from slac.testing import fast_config
 from slac.testing.powerline import Powerline, Topology
 
 from ..conftest import needs_root
-from ..site import fast
 from .operator import EvseCommand, station_file
 
 aiomqtt = pytest.importorskip("aiomqtt", reason="aiomqtt is installed with the mqtt extra")
@@ -202,7 +202,7 @@ async def mqtt_station(
 
 
 async def match_our_ev(topo: Topology) -> None:
-    ev = SlacEvSession(topo.ev_interface, fast(), netns=topo.ev_netns[0].name)
+    ev = SlacEvSession(topo.ev_interface, fast_config(), netns=topo.ev_netns[0].name)
     try:
         await asyncio.wait_for(ev.match(), 15)
     finally:

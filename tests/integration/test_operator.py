@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from slac.ev import SlacEvSession
+from slac.testing import fast_config
 from slac.testing.powerline import Powerline, Topology
 
 from ..conftest import ROOT, needs_root
-from ..site import fast, make_site
+from ..site import make_site
 from .operator import SLAC, EvseCommand, station_file
 
 pytestmark = needs_root
@@ -105,7 +106,7 @@ async def test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark(tmp_path: Path)
                 cmd.send("nobody B")
                 cmd.send(f"{evse_id} B")
                 await asyncio.sleep(0.3)
-                ev = SlacEvSession(topo.ev_interface, fast(), netns=topo.ev_netns[0].name)
+                ev = SlacEvSession(topo.ev_interface, fast_config(), netns=topo.ev_netns[0].name)
                 try:
                     result = await asyncio.wait_for(ev.match(), 15)
                 finally:
@@ -236,16 +237,15 @@ async def test_stopping_the_service_while_matched_rekeys_the_modem_without_the_s
     which would outlast e.g. Docker's 10 s stop timeout."""
     from slac.app.service import EvseService
     from slac.app.station import EvseSpec
-    from slac.environment import Config
 
     async for site in make_site(1, 1):
-        config = Config(set_key_settle_time=3.0, set_key_timeout=0.3, link_check_period=0)
+        config = fast_config(set_key_settle_time=3.0, link_check_period=0)
         service = EvseService([EvseSpec("DE*TST*E0001", site.topo.evse_interfaces[0])], config)
         await service.start()  # the first key, with its settle pause
         port = site.topo.ports.index(site.topo.evse_ports[0])
         keys_before = site.medium.modems[port].keys_set
         await service.set_cp("B")
-        ev = SlacEvSession(site.topo.ev_interface, fast(), netns=site.topo.ev_netns[0].name)
+        ev = SlacEvSession(site.topo.ev_interface, fast_config(), netns=site.topo.ev_netns[0].name)
         try:
             await asyncio.wait_for(ev.match(), 15)
         finally:

@@ -31,6 +31,7 @@ from slac.messages import (
     StartAttenCharInd,
 )
 from slac.sockets.async_linux_socket import RawSocket
+from slac.testing import fast_config
 from slac.testing.netns import Netns, VethPair
 from slac.testing.peer import BROADCAST, MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
@@ -43,13 +44,8 @@ pytestmark = needs_root
 
 
 def quick(**overrides: object) -> Config:
-    values: dict[str, object] = {
-        "set_key_settle_time": 0.0,
-        "set_key_timeout": 0.3,
-        "link_check_period": 0.0,
-    }
-    values.update(overrides)
-    return Config(**values)  # type: ignore[arg-type]
+    """fast_config() without link supervision: the scripted peer leaves its polls unanswered."""
+    return fast_config(**{"link_check_period": 0.0, **overrides})
 
 
 class Hooks(SlacSessionController):

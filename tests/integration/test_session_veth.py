@@ -24,6 +24,7 @@ from slac import (
     TransportError,
 )
 from slac.messages import SlacMatchCnf, SlacParmReq, decode_frame
+from slac.testing import fast_config
 from slac.testing.peer import MODEM_MAC, ScriptedPeer
 from slac.utils import MacAddress
 
@@ -33,16 +34,6 @@ from .conftest import Link, make_link, remove_link
 pytestmark = needs_root
 
 RUN_ID = bytes.fromhex("0a0b0c0d0e0f1011")
-
-
-def fast_config(**overrides: object) -> Config:
-    values: dict[str, object] = {
-        "set_key_settle_time": 0.0,
-        "set_key_timeout": 0.3,
-        "slac_init_timeout": 20.0,
-    }
-    values.update(overrides)
-    return Config(**values)  # type: ignore[arg-type]
 
 
 class RecordingController(SlacSessionController):

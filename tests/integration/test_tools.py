@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from slac import Config, SlacEvseSession, SlacSessionController
+from slac import SlacEvseSession, SlacSessionController
+from slac.testing import fast_config
 from slac.testing.netns import NETNS_TAG_VARIABLE, Netns, VethPair
 from slac.testing.powerline import Powerline, Topology
 
@@ -44,9 +45,7 @@ async def test_scapy_ev_shares_the_evses_own_interface_with_another_mac() -> Non
     the veth pair stays silent). The EVSE sees the simulator's frames although they leave
     by the same interface, and never its own."""
     with Netns() as ns, VethPair(netns_b=ns) as pair:
-        evse = SlacEvseSession(
-            "DE*TST*E0009", pair.name_a, Config(set_key_settle_time=0, set_key_timeout=1.0)
-        )
+        evse = SlacEvseSession("DE*TST*E0009", pair.name_a, fast_config(set_key_timeout=1.0))
         try:
             sim = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -128,7 +127,7 @@ async def test_scapy_ev_passes_through_the_virtual_powerline() -> None:
             evse = SlacEvseSession(
                 "DE*TST*E0001",
                 topo.evse_interfaces[0],
-                Config(set_key_settle_time=0, set_key_timeout=0.3),
+                fast_config(),
             )
             try:
                 await evse.evse_set_key()

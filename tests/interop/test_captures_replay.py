@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from slac import Config, SlacEvseSession, SlacSessionController
+from slac import SlacEvseSession, SlacSessionController
 from slac.ev import SlacEvSession
 from slac.messages import AttenCharInd, SlacMatchCnf, SlacParmCnf
+from slac.testing import fast_config
 from slac.testing.netns import Netns, VethPair
 from slac.utils import MacAddress
 
@@ -46,7 +47,7 @@ async def test_real_car_replayed_into_our_evse_is_answered_correctly(name: str) 
         evse = SlacEvseSession(
             "DE*TST*E0001",
             pair.name_a,
-            Config(set_key_settle_time=0, set_key_timeout=0.3, link_check_period=0),
+            fast_config(link_check_period=0),
         )
         controller = Quiet()
         try:
@@ -85,7 +86,7 @@ async def test_real_charger_replayed_into_our_ev_completes_the_match(name: str) 
                 ns.command(["ip", "link", "set", pair.name_b, "promisc", "on"]), check=True
             )
             wire = await Wire(ns, pair.name_b).start()
-            ev = SlacEvSession(pair.name_a, Config(set_key_settle_time=0, set_key_timeout=0.3))
+            ev = SlacEvSession(pair.name_a, fast_config())
             try:
                 await ev.open()
                 assert ev.mac is not None

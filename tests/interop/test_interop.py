@@ -14,9 +14,10 @@ import pytest
 from slac import SessionState
 from slac.ev import EvMatchResult, SlacEvSession
 from slac.fsm.ev import EvConfig
+from slac.testing import fast_config
 
 from ..conftest import needs_root
-from ..site import Site, fast, make_site
+from ..site import Site, make_site
 
 pytestmark = needs_root
 
@@ -133,7 +134,7 @@ async def test_our_ev_matches_qualcomm_evse(
     try:
         await asyncio.sleep(1.5)  # its CM_SET_KEY and settle time
         ev = SlacEvSession(
-            site.topo.ev_interface, fast(), ev_config, netns=site.topo.ev_netns[0].name
+            site.topo.ev_interface, fast_config(), ev_config, netns=site.topo.ev_netns[0].name
         )
         try:
             result = await asyncio.wait_for(ev.match(), 15)
