@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, PLC_LOCAL_MAC
+from slac.enums import PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -30,6 +30,7 @@ from slac.messages import (
 )
 from slac.testing.inbox import Inbox
 from slac.testing.netns import Netns
+from slac.testing.wire import open_station_socket, received_frames
 from slac.tools.analyze import Session, analyze_file
 from slac.utils import MacAddress
 
@@ -80,13 +81,7 @@ class Wire:
         self.set_keys: list[bytes] = []
 
     async def start(self) -> Wire:
-        def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_TYPE_HPAV))
-            sock.bind((self.interface, ETH_TYPE_HPAV))
-            sock.setblocking(False)
-            return sock
-
-        self._sock = self.netns.call(open_socket)
+        self._sock = open_station_socket(self.netns, self.interface)
         asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
         return self
 
@@ -102,13 +97,7 @@ class Wire:
 
     def _readable(self) -> None:
         assert self._sock is not None
-        while True:
-            try:
-                data, address = self._sock.recvfrom(2048)
-            except BlockingIOError:
-                return
-            if address[2] == PACKET_OUTGOING:
-                continue
+        for data, _ in received_frames(self._sock):  # timed by the loop's clock, not the kernel's
             frame = decode_frame(data)
             if isinstance(frame.message, SetKeyReq) and frame.dst == PLC_LOCAL_MAC:
                 self.set_keys.append(frame.message.new_key)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, PLC_LOCAL_MAC
+from slac.enums import PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -38,12 +38,11 @@ from slac.messages import (
 )
 from slac.testing.inbox import Inbox
 from slac.testing.netns import Netns
-from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
+from slac.testing.wire import open_station_socket, received_frames
 from slac.utils import MacAddress
 
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 MODEM_MAC = MacAddress("00:b0:52:12:34:56")
-_CMSG_SPACE = socket.CMSG_SPACE(16)
 
 
 @dataclass
@@ -90,14 +89,7 @@ class ScriptedPeer:
         self.log: collections.deque[tuple[float, str, bytes]] = collections.deque(maxlen=200)
 
     async def start(self) -> ScriptedPeer:
-        def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_TYPE_HPAV))
-            sock.bind((self.interface, ETH_TYPE_HPAV))
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setblocking(False)
-            return sock
-
-        self._sock = self.netns.call(open_socket)
+        self._sock = open_station_socket(self.netns, self.interface)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._readable)
         return self
@@ -118,14 +110,7 @@ class ScriptedPeer:
 
     def _readable(self) -> None:
         assert self._sock is not None
-        while True:
-            try:
-                data, ancillary, _flags, address = self._sock.recvmsg(2048, _CMSG_SPACE)
-            except BlockingIOError:
-                break
-            if address[2] == PACKET_OUTGOING:
-                continue
-            now = kernel_time(ancillary) or time.time()
+        for data, now in received_frames(self._sock):
             try:
                 frame = decode_frame(data)
             except Exception:

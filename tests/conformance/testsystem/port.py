@@ -19,14 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from slac.enums import ETH_TYPE_HPAV, PACKET_OUTGOING, mmtype_name
+from slac.enums import mmtype_name
 from slac.errors import DecodeError
 from slac.messages import AnyMessage, Frame, Message, decode_frame
 from slac.testing.netns import Netns
-from slac.tools.capture import SO_TIMESTAMPNS, kernel_time
+from slac.testing.wire import open_station_socket, received_frames
 from slac.utils import MacAddress
 
-_CMSG_SPACE = socket.CMSG_SPACE(16)
 BROADCAST = MacAddress("ff:ff:ff:ff:ff:ff")
 
 
@@ -87,14 +86,7 @@ class Port:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     async def start(self) -> Port:
-        def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_TYPE_HPAV))
-            sock.bind((self.interface, ETH_TYPE_HPAV))
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setblocking(False)
-            return sock
-
-        self._sock = self.netns.call(open_socket)
+        self._sock = open_station_socket(self.netns, self.interface)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self.poll)
         self.started_at = time.time()
@@ -126,14 +118,7 @@ class Port:
         """Read every frame the socket holds now (the event loop calls it when readable)."""
         if self._sock is None:
             return
-        while True:
-            try:
-                data, ancillary, _flags, address = self._sock.recvmsg(2048, _CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            if address[2] == PACKET_OUTGOING:
-                continue
-            at = kernel_time(ancillary) or time.time()
+        for data, at in received_frames(self._sock):
             try:
                 received = Received(at, data, decode_frame(data))
             except DecodeError as exc:
