@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from slac import enums
 from slac.errors import DecodeError
@@ -212,7 +212,7 @@ def analyze_packets(packets: Iterable[Packet], name: str = "capture") -> Report:
         session.frames.append((packet.timestamp, frame))
     for session in sessions:
         _describe(session)
-        _check(session)
+        _run_checks(session)
     return Report(name, frames, homeplug, unknown, undecodable, sessions)
 
 
@@ -238,230 +238,337 @@ def _describe(session: Session) -> None:
         )
 
 
-def _of(session: Session, kind: type) -> list[tuple[float, Frame]]:
-    return [(t, f) for t, f in session.frames if isinstance(f.message, kind)]
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def _check(s: Session) -> None:
-    add = s.findings.append
-    run_id = bytes.fromhex(s.run_id)
-    ev = MacAddress(s.ev_mac)
-    broadcast = MacAddress(enums.BROADCAST_MAC)
+# --- the checks ---------------------------------------------------------------------------------
+#
+# One function per check of ISO 15118-3 that a capture can show, registered with @check in the
+# order of the report. Each reads one session's frames (:class:`Evidence`) and returns its
+# Finding, or None where this capture cannot show it. A gate stands where the later checks
+# need what it looks for (a CM_SLAC_PARM.CNF, a CM_ATTEN_CHAR.IND): missing, the gate's
+# finding is the session's last.
 
-    # RunID echoed in every answer and every EV message of the session
+_M = TypeVar("_M", bound=Message)
+
+
+class Evidence:
+    """What the checks read: one session's frames by message type, with their times."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.run_id = bytes.fromhex(session.run_id)
+        self.ev = MacAddress(session.ev_mac)
+
+    def of(self, kind: type[_M]) -> list[tuple[float, Frame, _M]]:
+        """Every frame of this message type: (capture time, frame, message), in order."""
+        return [(t, f, f.message) for t, f in self.session.frames if isinstance(f.message, kind)]
+
+    def first(self, kind: type[_M]) -> tuple[float, Frame, _M]:
+        """The first frame of this type (checks behind the type's gate: there is one)."""
+        return self.of(kind)[0]
+
+
+Check = Callable[[Evidence], Optional[Finding]]
+
+
+@dataclass(frozen=True)
+class RegisteredCheck:
+    run: Check
+    #: a failed gate ends the session's checks
+    gate: bool = False
+
+
+#: Every check, in the order of the report.
+CHECKS: list[RegisteredCheck] = []
+
+
+def check(*, gate: bool = False) -> Callable[[Check], Check]:
+    """Register the decorated function as the next check (a gate with ``gate=True``)."""
+
+    def register(func: Check) -> Check:
+        CHECKS.append(RegisteredCheck(func, gate))
+        return func
+
+    return register
+
+
+def _run_checks(session: Session) -> None:
+    evidence = Evidence(session)
+    for registered in CHECKS:
+        finding = registered.run(evidence)
+        if finding is None:
+            continue
+        session.findings.append(finding)
+        if registered.gate and not finding.ok:
+            return
+
+
+@check()
+def run_id_echoed(e: Evidence) -> Finding:
+    """The session's RunID in every answer and every EV message."""
+    s = e.session
     wrong = [
         (t, f, carried)
         for t, f in s.frames
-        if (carried := getattr(f.message, "run_id", run_id)) != run_id
+        if (carried := getattr(f.message, "run_id", e.run_id)) != e.run_id
     ]
-    add(
-        Finding(
-            "RunID echoed",
-            not wrong,
-            f"RunID {s.run_id} in every message",
-            "all carry it"
-            if not wrong
-            else "; ".join(
-                f"{f.message.name} at {_ms(t - s.start)} with RunID {carried.hex()}"
-                for t, f, carried in wrong
-            ),
-        )
+    return Finding(
+        "RunID echoed",
+        not wrong,
+        f"RunID {s.run_id} in every message",
+        "all carry it"
+        if not wrong
+        else "; ".join(
+            f"{f.message.name} at {_ms(t - s.start)} with RunID {carried.hex()}"
+            for t, f, carried in wrong
+        ),
     )
 
-    requests = _of(s, SlacParmReq)
-    confirmations = _of(s, SlacParmCnf)
-    if not confirmations:
-        add(Finding("CM_SLAC_PARM.CNF", False, "an answer to CM_SLAC_PARM.REQ", "none"))
-        return
-    t_cnf, cnf_frame = confirmations[0]
-    cnf = cnf_frame.message
-    assert isinstance(cnf, SlacParmCnf)
+
+@check(gate=True)
+def parm_cnf_sent(e: Evidence) -> Optional[Finding]:
+    """Gate: an answer to CM_SLAC_PARM.REQ."""
+    if e.of(SlacParmCnf):
+        return None
+    return Finding("CM_SLAC_PARM.CNF", False, "an answer to CM_SLAC_PARM.REQ", "none")
+
+
+@check()
+def parm_cnf_fields(e: Evidence) -> Finding:
+    """CM_SLAC_PARM.CNF carries the values ISO 15118-3 fixes."""
+    _, _, cnf = e.first(SlacParmCnf)
     values = {
         "RESP_TYPE": (cnf.resp_type, enums.RESP_TYPE_OTHER_GP_STA),
         "NUM_SOUNDS": (cnf.num_sounds, enums.C_EV_MATCH_MNBC),
         "Time_Out": (cnf.time_out, 6),
-        "FORWARDING_STA": (str(cnf.forwarding_sta), str(ev)),
-        "M-SOUND_TARGET": (str(cnf.msound_target), str(broadcast)),
+        "FORWARDING_STA": (str(cnf.forwarding_sta), str(e.ev)),
+        "M-SOUND_TARGET": (str(cnf.msound_target), str(MacAddress(enums.BROADCAST_MAC))),
     }
     bad = {k: v for k, v in values.items() if v[0] != v[1]}
-    add(
-        Finding(
-            "CM_SLAC_PARM.CNF field values",
-            not bad,
-            ", ".join(f"{k} {v[1]}" for k, v in values.items()),
-            "as expected" if not bad else ", ".join(f"{k} {v[0]}" for k, v in bad.items()),
-        )
+    return Finding(
+        "CM_SLAC_PARM.CNF field values",
+        not bad,
+        ", ".join(f"{k} {v[1]}" for k, v in values.items()),
+        "as expected" if not bad else ", ".join(f"{k} {v[0]}" for k, v in bad.items()),
     )
-    add(
-        Finding(
-            "CM_SLAC_PARM.CNF unicast",
-            cnf_frame.dst == ev,
-            f"to the EV {ev}",
-            f"to {cnf_frame.dst}",
-        )
+
+
+@check()
+def parm_cnf_unicast(e: Evidence) -> Finding:
+    _, frame, _ = e.first(SlacParmCnf)
+    return Finding(
+        "CM_SLAC_PARM.CNF unicast", frame.dst == e.ev, f"to the EV {e.ev}", f"to {frame.dst}"
     )
-    before = [t for t, _ in requests if t <= t_cnf]
-    if before:
-        took = t_cnf - before[-1]
-        add(
-            Finding(
-                "CM_SLAC_PARM.CNF within TT_match_response",
-                took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-                f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
-                f"{_ms(took)}",
-            )
-        )
 
-    starts = _of(s, StartAttenCharInd)
-    sounds = _of(s, MnbcSoundInd)
-    profiles = _of(s, AttenProfileInd)
-    indications = _of(s, AttenCharInd)
-    if starts or sounds:
-        add(
-            Finding(
-                "CM_START_ATTEN_CHAR.IND count",
-                len(starts) == 3,
-                "3 (C_EV_start_atten_char_inds)",
-                str(len(starts)),
-            )
-        )
-        first_start = starts[0][1].message if starts else None
-        announced = (
-            first_start.num_sounds if isinstance(first_start, StartAttenCharInd) else cnf.num_sounds
-        )
-        counts = {
-            f.message.remaining_sounds for _, f in sounds if isinstance(f.message, MnbcSoundInd)
-        }
-        add(
-            Finding(
-                "CM_MNBC_SOUND.IND count",
-                len(counts) == announced,
-                f"{announced} sounds (NUM_SOUNDS)",
-                f"{len(counts)}",
-            )
-        )
-        if len(sounds) >= 2:
-            gaps = [b[0] - a[0] for a, b in zip(sounds, sounds[1:])]
-            median = statistics.median(gaps)
-            low, high = enums.TP_EV_BATCH_MSG_INTERVAL, 0.05
-            add(
-                Finding(
-                    "sound interval (TP_EV_batch_msg_interval)",
-                    low - TIMING_TOLERANCE <= median <= high + TIMING_TOLERANCE,
-                    "20 ms to 50 ms between sounds",
-                    f"median {_ms(median)} (min {_ms(min(gaps))}, max {_ms(max(gaps))})",
-                )
-            )
-    if not indications:
-        add(Finding("CM_ATTEN_CHAR.IND", False, "the EVSE's attenuation results", "none"))
-        return
-    t_ind, ind_frame = indications[0]
-    ind = ind_frame.message
-    assert isinstance(ind, AttenCharInd)
-    if starts:
-        took = t_ind - starts[0][0]
-        add(
-            Finding(
-                "CM_ATTEN_CHAR.IND within TT_EV_atten_results",
-                took <= enums.TT_EV_ATTEN_RESULTS + TIMING_TOLERANCE,
-                f"at most {_ms(enums.TT_EV_ATTEN_RESULTS)} after the first CM_START_ATTEN_CHAR.IND",
-                _ms(took),
-            )
-        )
-    received = [p[1].message for p in profiles if p[0] <= t_ind]
-    if received:
-        expected = min(len(received), ind.num_sounds or 255)
-        add(
-            Finding(
-                "CM_ATTEN_CHAR.IND NUM_SOUNDS",
-                ind.num_sounds == expected,
-                f"the {expected} profiles received before it",
-                str(ind.num_sounds),
-            )
-        )
-        groups = [p.aag for p in received if isinstance(p, AttenProfileInd) and p.aag]
-        if not groups:
-            add(
-                Finding(
-                    "CM_ATTEN_CHAR.IND averages",
-                    True,
-                    "the mean of the profiles' values",
-                    "not checkable: the profiles carry no values (NumGroups 0)",
-                )
-            )
-        elif all(len(g) == len(ind.aag) for g in groups):
-            means = [sum(g[i] for g in groups) / len(groups) for i in range(len(ind.aag))]
-            off = [i for i, (v, m) in enumerate(zip(ind.aag, means)) if abs(v - m) > 1.0]
-            add(
-                Finding(
-                    "CM_ATTEN_CHAR.IND averages",
-                    not off,
-                    "per group, the mean of the profiles received (+/- 1 dB for rounding): "
-                    f"overall {sum(means) / len(means):.1f} dB",
-                    "as expected"
-                    if not off
-                    else f"{len(off)} of {len(ind.aag)} groups "
-                    f"differ, overall {sum(ind.aag) / len(ind.aag):.1f} dB",
-                )
-            )
-    responses = [(t, f) for t, f in _of(s, AttenCharRsp) if t >= t_ind]
-    if responses:
-        took = responses[0][0] - t_ind
-        add(
-            Finding(
-                "CM_ATTEN_CHAR.RSP within TT_match_response",
-                took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-                f"at most {_ms(enums.TT_MATCH_RESPONSE)} after CM_ATTEN_CHAR.IND",
-                _ms(took),
-            )
-        )
-    else:
-        add(Finding("CM_ATTEN_CHAR.RSP", False, "the EV's acknowledgement", "none"))
 
-    match_requests = _of(s, SlacMatchReq)
-    match_cnfs = _of(s, SlacMatchCnf)
-    if match_cnfs:
-        t_match, match_frame = match_cnfs[0]
-        match = match_frame.message
-        assert isinstance(match, SlacMatchCnf)
-        s.outcome = "matched"
-        before = [t for t, _ in match_requests if t <= t_match]
-        if before:
-            took = t_match - before[-1]
-            add(
-                Finding(
-                    "CM_SLAC_MATCH.CNF within TT_match_response",
-                    took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-                    f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
-                    _ms(took),
-                )
-            )
-        add(
-            Finding(
-                "CM_SLAC_MATCH.CNF unicast",
-                match_frame.dst == ev,
-                f"to the EV {ev}",
-                f"to {match_frame.dst}",
-            )
+@check()
+def parm_cnf_timing(e: Evidence) -> Optional[Finding]:
+    """CM_SLAC_PARM.CNF within TT_match_response of the request before it."""
+    t_cnf, _, _ = e.first(SlacParmCnf)
+    before = [t for t, _, _ in e.of(SlacParmReq) if t <= t_cnf]
+    if not before:
+        return None
+    took = t_cnf - before[-1]
+    return Finding(
+        "CM_SLAC_PARM.CNF within TT_match_response",
+        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
+        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
+        f"{_ms(took)}",
+    )
+
+
+def _sounding(e: Evidence) -> bool:
+    """The EV started sounding: a CM_START_ATTEN_CHAR.IND or a sound."""
+    return bool(e.of(StartAttenCharInd) or e.of(MnbcSoundInd))
+
+
+@check()
+def start_atten_char_count(e: Evidence) -> Optional[Finding]:
+    """C_EV_start_atten_char_inds: the EV sends CM_START_ATTEN_CHAR.IND three times."""
+    if not _sounding(e):
+        return None
+    starts = e.of(StartAttenCharInd)
+    return Finding(
+        "CM_START_ATTEN_CHAR.IND count",
+        len(starts) == 3,
+        "3 (C_EV_start_atten_char_inds)",
+        str(len(starts)),
+    )
+
+
+@check()
+def sound_count(e: Evidence) -> Optional[Finding]:
+    """As many sounds as announced (NUM_SOUNDS of the first START, else of the CNF)."""
+    if not _sounding(e):
+        return None
+    starts = e.of(StartAttenCharInd)
+    announced = starts[0][2].num_sounds if starts else e.first(SlacParmCnf)[2].num_sounds
+    counts = {sound.remaining_sounds for _, _, sound in e.of(MnbcSoundInd)}
+    return Finding(
+        "CM_MNBC_SOUND.IND count",
+        len(counts) == announced,
+        f"{announced} sounds (NUM_SOUNDS)",
+        f"{len(counts)}",
+    )
+
+
+@check()
+def sound_interval(e: Evidence) -> Optional[Finding]:
+    """TP_EV_batch_msg_interval between the sounds (their median gap)."""
+    sounds = e.of(MnbcSoundInd)
+    if len(sounds) < 2:
+        return None
+    gaps = [b[0] - a[0] for a, b in zip(sounds, sounds[1:])]
+    median = statistics.median(gaps)
+    low, high = enums.TP_EV_BATCH_MSG_INTERVAL, enums.TP_EV_BATCH_MSG_INTERVAL_MAX
+    return Finding(
+        "sound interval (TP_EV_batch_msg_interval)",
+        low - TIMING_TOLERANCE <= median <= high + TIMING_TOLERANCE,
+        "20 ms to 50 ms between sounds",
+        f"median {_ms(median)} (min {_ms(min(gaps))}, max {_ms(max(gaps))})",
+    )
+
+
+@check(gate=True)
+def atten_char_ind_sent(e: Evidence) -> Optional[Finding]:
+    """Gate: the EVSE's attenuation results."""
+    if e.of(AttenCharInd):
+        return None
+    return Finding("CM_ATTEN_CHAR.IND", False, "the EVSE's attenuation results", "none")
+
+
+@check()
+def atten_char_ind_timing(e: Evidence) -> Optional[Finding]:
+    """CM_ATTEN_CHAR.IND within TT_EV_atten_results of the first START."""
+    starts = e.of(StartAttenCharInd)
+    if not starts:
+        return None
+    t_ind, _, _ = e.first(AttenCharInd)
+    took = t_ind - starts[0][0]
+    return Finding(
+        "CM_ATTEN_CHAR.IND within TT_EV_atten_results",
+        took <= enums.TT_EV_ATTEN_RESULTS + TIMING_TOLERANCE,
+        f"at most {_ms(enums.TT_EV_ATTEN_RESULTS)} after the first CM_START_ATTEN_CHAR.IND",
+        _ms(took),
+    )
+
+
+def _profiles_before_ind(e: Evidence) -> list[AttenProfileInd]:
+    """The CM_ATTEN_PROFILE.IND the EVSE had received when it sent its first results."""
+    t_ind, _, _ = e.first(AttenCharInd)
+    return [profile for t, _, profile in e.of(AttenProfileInd) if t <= t_ind]
+
+
+@check()
+def atten_char_ind_num_sounds(e: Evidence) -> Optional[Finding]:
+    """NUM_SOUNDS of CM_ATTEN_CHAR.IND: the profiles received before it."""
+    received = _profiles_before_ind(e)
+    if not received:
+        return None
+    _, _, ind = e.first(AttenCharInd)
+    expected = min(len(received), ind.num_sounds or 255)
+    return Finding(
+        "CM_ATTEN_CHAR.IND NUM_SOUNDS",
+        ind.num_sounds == expected,
+        f"the {expected} profiles received before it",
+        str(ind.num_sounds),
+    )
+
+
+@check()
+def atten_char_ind_averages(e: Evidence) -> Optional[Finding]:
+    """Per group, CM_ATTEN_CHAR.IND holds the mean of the profiles received (+/- 1 dB)."""
+    received = _profiles_before_ind(e)
+    if not received:
+        return None
+    _, _, ind = e.first(AttenCharInd)
+    groups = [p.aag for p in received if p.aag]
+    if not groups:
+        return Finding(
+            "CM_ATTEN_CHAR.IND averages",
+            True,
+            "the mean of the profiles' values",
+            "not checkable: the profiles carry no values (NumGroups 0)",
         )
-        add(
-            Finding(
-                "outcome",
-                True,
-                "a match",
-                f"matched after {_ms(t_match - s.start)} "
-                f"(NID {match.nid.hex()}, NID of the NMK: "
-                f"{'yes' if nid_from_nmk(match.nmk) == match.nid else 'no'})",
-            )
+    if not all(len(g) == len(ind.aag) for g in groups):
+        return None
+    means = [sum(g[i] for g in groups) / len(groups) for i in range(len(ind.aag))]
+    off = [i for i, (v, m) in enumerate(zip(ind.aag, means)) if abs(v - m) > 1.0]
+    return Finding(
+        "CM_ATTEN_CHAR.IND averages",
+        not off,
+        "per group, the mean of the profiles received (+/- 1 dB for rounding): "
+        f"overall {sum(means) / len(means):.1f} dB",
+        "as expected"
+        if not off
+        else f"{len(off)} of {len(ind.aag)} groups "
+        f"differ, overall {sum(ind.aag) / len(ind.aag):.1f} dB",
+    )
+
+
+@check()
+def atten_char_rsp(e: Evidence) -> Finding:
+    """The EV acknowledges CM_ATTEN_CHAR.IND within TT_match_response."""
+    t_ind, _, _ = e.first(AttenCharInd)
+    responses = [t for t, _, _ in e.of(AttenCharRsp) if t >= t_ind]
+    if not responses:
+        return Finding("CM_ATTEN_CHAR.RSP", False, "the EV's acknowledgement", "none")
+    took = responses[0] - t_ind
+    return Finding(
+        "CM_ATTEN_CHAR.RSP within TT_match_response",
+        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
+        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after CM_ATTEN_CHAR.IND",
+        _ms(took),
+    )
+
+
+@check()
+def match_cnf_timing(e: Evidence) -> Optional[Finding]:
+    """CM_SLAC_MATCH.CNF within TT_match_response of the request before it."""
+    if not e.of(SlacMatchCnf):
+        return None
+    t_match, _, _ = e.first(SlacMatchCnf)
+    before = [t for t, _, _ in e.of(SlacMatchReq) if t <= t_match]
+    if not before:
+        return None
+    took = t_match - before[-1]
+    return Finding(
+        "CM_SLAC_MATCH.CNF within TT_match_response",
+        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
+        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
+        _ms(took),
+    )
+
+
+@check()
+def match_cnf_unicast(e: Evidence) -> Optional[Finding]:
+    if not e.of(SlacMatchCnf):
+        return None
+    _, frame, _ = e.first(SlacMatchCnf)
+    return Finding(
+        "CM_SLAC_MATCH.CNF unicast", frame.dst == e.ev, f"to the EV {e.ev}", f"to {frame.dst}"
+    )
+
+
+@check()
+def match_outcome(e: Evidence) -> Finding:
+    """Matched (CM_SLAC_MATCH.CNF): the session's outcome becomes "matched"."""
+    if e.of(SlacMatchCnf):
+        t_match, _, match = e.first(SlacMatchCnf)
+        e.session.outcome = "matched"
+        return Finding(
+            "outcome",
+            True,
+            "a match",
+            f"matched after {_ms(t_match - e.session.start)} "
+            f"(NID {match.nid.hex()}, NID of the NMK: "
+            f"{'yes' if nid_from_nmk(match.nmk) == match.nid else 'no'})",
         )
-    elif match_requests:
-        add(Finding("outcome", False, "CM_SLAC_MATCH.CNF after CM_SLAC_MATCH.REQ", "none"))
-    else:
-        add(Finding("outcome", False, "CM_SLAC_MATCH.REQ and .CNF", "the EV never asked"))
+    if e.of(SlacMatchReq):
+        return Finding("outcome", False, "CM_SLAC_MATCH.CNF after CM_SLAC_MATCH.REQ", "none")
+    return Finding("outcome", False, "CM_SLAC_MATCH.REQ and .CNF", "the EV never asked")
 
 
 def plot(report: Report, path: Union[str, Path]) -> None:
