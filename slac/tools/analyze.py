@@ -305,6 +305,33 @@ def _run_checks(session: Session) -> None:
             return
 
 
+def _within(name: str, took: float, limit: float, after: str) -> Finding:
+    """A timing check: ``took`` seconds, at most ``limit`` (with TIMING_TOLERANCE)."""
+    return Finding(
+        name, took <= limit + TIMING_TOLERANCE, f"at most {_ms(limit)} after {after}", _ms(took)
+    )
+
+
+def _answered_in_time(
+    e: Evidence, request: type[Message], answer: type[Message]
+) -> Optional[Finding]:
+    """The first answer came within TT_match_response of the last request before it."""
+    t_answer, _, message = e.first(answer)
+    before = [t for t, _, _ in e.of(request) if t <= t_answer]
+    if not before:
+        return None
+    name = f"{message.name} within TT_match_response"
+    return _within(name, t_answer - before[-1], enums.TT_MATCH_RESPONSE, "the request")
+
+
+def _unicast(e: Evidence, kind: type[Message]) -> Finding:
+    """The first message of this type went to the EV alone."""
+    _, frame, message = e.first(kind)
+    return Finding(
+        f"{message.name} unicast", frame.dst == e.ev, f"to the EV {e.ev}", f"to {frame.dst}"
+    )
+
+
 @check()
 def run_id_echoed(e: Evidence) -> Finding:
     """The session's RunID in every answer and every EV message."""
@@ -357,26 +384,13 @@ def parm_cnf_fields(e: Evidence) -> Finding:
 
 @check()
 def parm_cnf_unicast(e: Evidence) -> Finding:
-    _, frame, _ = e.first(SlacParmCnf)
-    return Finding(
-        "CM_SLAC_PARM.CNF unicast", frame.dst == e.ev, f"to the EV {e.ev}", f"to {frame.dst}"
-    )
+    return _unicast(e, SlacParmCnf)
 
 
 @check()
 def parm_cnf_timing(e: Evidence) -> Optional[Finding]:
     """CM_SLAC_PARM.CNF within TT_match_response of the request before it."""
-    t_cnf, _, _ = e.first(SlacParmCnf)
-    before = [t for t, _, _ in e.of(SlacParmReq) if t <= t_cnf]
-    if not before:
-        return None
-    took = t_cnf - before[-1]
-    return Finding(
-        "CM_SLAC_PARM.CNF within TT_match_response",
-        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
-        f"{_ms(took)}",
-    )
+    return _answered_in_time(e, SlacParmReq, SlacParmCnf)
 
 
 def _sounding(e: Evidence) -> bool:
@@ -446,12 +460,11 @@ def atten_char_ind_timing(e: Evidence) -> Optional[Finding]:
     if not starts:
         return None
     t_ind, _, _ = e.first(AttenCharInd)
-    took = t_ind - starts[0][0]
-    return Finding(
+    return _within(
         "CM_ATTEN_CHAR.IND within TT_EV_atten_results",
-        took <= enums.TT_EV_ATTEN_RESULTS + TIMING_TOLERANCE,
-        f"at most {_ms(enums.TT_EV_ATTEN_RESULTS)} after the first CM_START_ATTEN_CHAR.IND",
-        _ms(took),
+        t_ind - starts[0][0],
+        enums.TT_EV_ATTEN_RESULTS,
+        "the first CM_START_ATTEN_CHAR.IND",
     )
 
 
@@ -515,41 +528,23 @@ def atten_char_rsp(e: Evidence) -> Finding:
     responses = [t for t, _, _ in e.of(AttenCharRsp) if t >= t_ind]
     if not responses:
         return Finding("CM_ATTEN_CHAR.RSP", False, "the EV's acknowledgement", "none")
-    took = responses[0] - t_ind
-    return Finding(
+    return _within(
         "CM_ATTEN_CHAR.RSP within TT_match_response",
-        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after CM_ATTEN_CHAR.IND",
-        _ms(took),
+        responses[0] - t_ind,
+        enums.TT_MATCH_RESPONSE,
+        "CM_ATTEN_CHAR.IND",
     )
 
 
 @check()
 def match_cnf_timing(e: Evidence) -> Optional[Finding]:
     """CM_SLAC_MATCH.CNF within TT_match_response of the request before it."""
-    if not e.of(SlacMatchCnf):
-        return None
-    t_match, _, _ = e.first(SlacMatchCnf)
-    before = [t for t, _, _ in e.of(SlacMatchReq) if t <= t_match]
-    if not before:
-        return None
-    took = t_match - before[-1]
-    return Finding(
-        "CM_SLAC_MATCH.CNF within TT_match_response",
-        took <= enums.TT_MATCH_RESPONSE + TIMING_TOLERANCE,
-        f"at most {_ms(enums.TT_MATCH_RESPONSE)} after the request",
-        _ms(took),
-    )
+    return _answered_in_time(e, SlacMatchReq, SlacMatchCnf) if e.of(SlacMatchCnf) else None
 
 
 @check()
 def match_cnf_unicast(e: Evidence) -> Optional[Finding]:
-    if not e.of(SlacMatchCnf):
-        return None
-    _, frame, _ = e.first(SlacMatchCnf)
-    return Finding(
-        "CM_SLAC_MATCH.CNF unicast", frame.dst == e.ev, f"to the EV {e.ev}", f"to {frame.dst}"
-    )
+    return _unicast(e, SlacMatchCnf) if e.of(SlacMatchCnf) else None
 
 
 @check()
