@@ -70,6 +70,9 @@ class Config:
     #: Seconds per dB of mean attenuation: CM_ATTEN_CHAR.IND goes out this much later after
     #: the EV's last sound, so the EVSE hearing an EV best answers it first; 0: at once.
     atten_char_delay_per_db: float = enums.ATTEN_CHAR_DELAY_PER_DB
+    #: Not ISO 15118-3: the first resend of CM_ATTEN_CHAR.IND this soon without
+    #: CM_ATTEN_CHAR.RSP (0: after TT_match_response, as the standard says).
+    atten_char_first_resend: float = 0.0
     #: C_conn_max_match: failed matching attempts per EV and plug-in.
     matching_attempts: int = enums.C_CONN_MAX_MATCH
     #: TT_matching_repetition: an EV may start attempts this long after its first one.
@@ -346,6 +349,21 @@ VARIABLES: tuple[Variable, ...] = (
         "measurement ends",
         _ms_to_s,
         "4",
+        _not_negative,
+    ),
+    Variable(
+        "ATTEN_CHAR_FIRST_RESEND",
+        "atten_char_first_resend",
+        "ms",
+        "Not ISO 15118-3 conformant: without CM_ATTEN_CHAR.RSP, the first resend of "
+        "CM_ATTEN_CHAR.IND comes this soon instead of after TT_match_response (the later "
+        "resend and their number stay), so that a lost IND of the EVSE that hears a car "
+        "best is repeated before the next EVSE's turn and a car that takes the first IND "
+        "still takes its own EVSE. Choose it longer than the EV's CM_ATTEN_CHAR.RSP takes "
+        "and shorter than 6 dB of ATTEN_CHAR_DELAY_PER_DB minus the jitter between EVSEs "
+        "(e.g. 15 with 6 ms/dB); 0: off",
+        _ms_to_s,
+        "0",
         _not_negative,
     ),
     Variable(

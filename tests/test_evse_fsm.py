@@ -1557,3 +1557,31 @@ def test_atten_char_delay_per_db_is_a_setting() -> None:
     h = Harness(Config(atten_char_delay_per_db=0.0))
     started = _sound_at(h, 20)
     assert h.when(AttenCharInd) == [pytest.approx(started + 12 * 0.02)]
+
+
+def test_a_quick_first_resend_of_atten_char_ind_is_an_opt_in_setting() -> None:
+    """ATTEN_CHAR_FIRST_RESEND (not ISO 15118-3: off by default): without CM_ATTEN_CHAR.RSP
+    the first resend comes this soon instead of after TT_match_response, so that a lost
+    first IND is repeated before the next EVSE's turn; the later resend and the count
+    (C_EV_match_retry) stay."""
+    h = Harness(Config(atten_char_first_resend=0.015))
+    _sound_at(h, 20)
+    h.advance(1.0)
+    first, second, third = h.when(AttenCharInd)
+    assert second - first == pytest.approx(0.015)
+    assert third - second == pytest.approx(0.2)
+    quiet = Harness()
+    _sound_at(quiet, 20)
+    quiet.advance(1.0)
+    sends = quiet.when(AttenCharInd)
+    assert [b - a for a, b in zip(sends, sends[1:])] == [pytest.approx(0.2)] * 2
+
+
+def test_a_quick_first_resend_is_not_sent_when_the_rsp_came() -> None:
+    h = Harness(Config(atten_char_first_resend=0.015))
+    h.parm(EV, RUN)
+    h.sounding(EV, RUN, [[20] * 58] * 10)
+    h.advance(0.005)
+    h.rsp(EV, RUN)
+    h.advance(1.0)
+    assert len(h.sent_of(AttenCharInd)) == 1

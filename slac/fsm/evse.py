@@ -1243,7 +1243,11 @@ class EvseMatcher:
     def _send_atten_char(self, run: EvRun, now: float) -> None:
         assert run.atten_char is not None
         run.atten_char_sends += 1
-        run.deadline = now + self.config.match_response_timeout
+        wait = self.config.match_response_timeout
+        quick = self.config.atten_char_first_resend
+        if quick > 0 and run.atten_char_sends == 1:
+            wait = quick  # ATTEN_CHAR_FIRST_RESEND (not ISO): a lost first IND, repeated soon
+        run.deadline = now + wait
         self._send(run.ev_mac, run.atten_char)
 
     def _wait_for_match(self, run: EvRun, now: float) -> None:
