@@ -9,6 +9,10 @@ compare every CM_ATTEN_CHAR.IND (ISO 15118-3) and naive cars that take the first
 their limit. No sockets, no root: the clock jumps from event to event.
 
     .venv/bin/python benchmarks/carpark.py [--episodes 200] [--json out.json] [--md out.md]
+        [--set atten_char_first_resend=0.015 ...]
+
+``--set NAME=VALUE`` changes a setting of the EVSEs (a field of ``slac.environment.Config``,
+in its units: seconds, dB), e.g. to measure an opt-in that is off by default.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from slac.environment import Config
 from slac.testing.powerline.carpark import EpisodeSpec, Figures, RunSummary, run_episodes
 
 KINDS = {"lowest": "compare all INDs", "first": "first IND (naive)", "mixed": "half and half"}
@@ -72,6 +77,25 @@ def report(summaries: dict[str, RunSummary], settings: str) -> str:
     return "\n".join(lines)
 
 
+def evse_config(settings: list[str]) -> Config:
+    """The EVSEs' settings: the defaults, changed by NAME=VALUE items (Config fields)."""
+    config = Config()
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for item in settings:
+        name, _, value = item.partition("=")
+        if name not in fields or not value:
+            raise ValueError(f"--set {item!r}: not NAME=VALUE with NAME a Config field")
+        current = getattr(config, name)
+        if isinstance(current, bool):
+            parsed: Any = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(current, (int, float)):
+            parsed = type(current)(value)
+        else:
+            parsed = value
+        setattr(config, name, parsed)
+    return config
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200, help="episodes per EV kind")
@@ -81,6 +105,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cars", type=int, default=EpisodeSpec.cars, help="cars per episode")
     parser.add_argument("--window", type=float, default=EpisodeSpec.window, help="arrivals (s)")
     parser.add_argument("--loss", type=float, default=EpisodeSpec.loss, help="frame loss share")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an EVSE setting (slac.environment.Config field, its units), repeatable",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument("--md", type=Path, help="write the tables to this file")
     parser.add_argument(
@@ -93,6 +124,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         parser.error(f"unknown EV kind(s) {unknown}: choose from {', '.join(KINDS)}")
+    try:
+        config = evse_config(args.set)
+    except ValueError as error:
+        parser.error(str(error))
     # The state machines log every failed attempt at WARNING: thousands of lines here.
     logging.basicConfig(level=logging.ERROR)
     seeds = range(args.first_seed, args.first_seed + args.episodes)
@@ -108,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             evses=args.evses, cars=args.cars, window=args.window, loss=args.loss, choice=kind
         )
         started = time.process_time()
-        summary = run_episodes(seeds, spec)
+        summary = run_episodes(seeds, spec, config)
         cpu = time.process_time() - started
         summaries[kind] = summary
         figures = summary.figures()
@@ -126,6 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         }
     spec = EpisodeSpec(evses=args.evses, cars=args.cars, window=args.window, loss=args.loss)
     results["settings"] = {k: v for k, v in dataclasses.asdict(spec).items() if k != "choice"}
+    results["evse_settings"] = dict(item.partition("=")[::2] for item in args.set)
     settings = (
         f"Car park, {args.episodes} seeded episodes per EV kind (seeds "
         f"{seeds.start}-{seeds.stop - 1}): {spec.evses} charge points in a row, own cable "
@@ -134,7 +170,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"dwell {spec.dwell[0]:g}-{spec.dwell[1]:g} s, frame loss {spec.loss:.0%}, "
         f"{spec.reuse_share:.0%} reusing one RunID (Ioniq, Tesla), {spec.late_share:.0%} "
         f"starting SLAC {spec.late_delay:g} s after 5 % PWM, {spec.basic_share:.0%} without "
-        "SLAC (basic charging), ISO 15118-3 timers."
+        "SLAC (basic charging), ISO 15118-3 timers"
+        + (f"; EVSE settings {', '.join(args.set)}." if args.set else ", default EVSE settings.")
     )
     text = report(summaries, settings)
     print()

@@ -41,6 +41,7 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from slac.environment import Config  # noqa: E402
 from slac.errors import DecodeError, SlacError  # noqa: E402
 from slac.messages import (  # noqa: E402
     AttenCharInd,
@@ -50,6 +51,7 @@ from slac.messages import (  # noqa: E402
     SlacMatchReq,
     SlacParmCnf,
     SlacParmReq,
+    StartAttenCharInd,
     decode_frame,
 )
 from slac.testing import fast_config  # noqa: E402
@@ -207,11 +209,22 @@ class Sniffer:
         self.socket.close()
 
 
-def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[float], int]:
+def responses(
+    frames: list[Captured], turn_per_db: float = 0.0
+) -> tuple[dict[str, list[float]], list[float], int]:
     """EVSE response times at its interfaces, the time from CM_SLAC_PARM.REQ to
     CM_SLAC_MATCH.CNF per (interface, EV, RunID), and how many CM_ATTEN_CHAR.IND the end of
-    the sounding window sent (the EV's last sound never arrived: no response time)."""
+    the sounding window sent (the EV's last sound never arrived: no response time).
+
+    CM_ATTEN_CHAR.IND is timed from the profile of the EV's last sound or, with
+    ``turn_per_db`` (our EVSE's ATTEN_CHAR_DELAY_PER_DB, s/dB), from its turn: the last
+    sound + 20 ms + ``turn_per_db`` x the mean of the profiles the interface received since
+    the EV's first CM_START_ATTEN_CHAR.IND (at most 0.7 s after it), as the EVSE computes
+    it."""
     times: dict[str, list[float]] = {name: [] for name in RESPONSES}
+    last_sound_at: dict[tuple[str, bytes, bytes], float] = {}
+    started: dict[tuple[str, bytes], tuple[bytes, float]] = {}
+    heard: dict[tuple[str, bytes], list[float]] = {}  # [sum of dB, groups]
     to_match: list[float] = []
     last_sound: set[tuple[str, bytes, bytes]] = set()
     window_ended = 0
@@ -233,8 +246,17 @@ def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[floa
                 first_req.setdefault(key, ts)
             elif isinstance(message, AttenProfileInd):
                 last_profile[(iface, bytes(message.pev_mac))] = ts
+                total = heard.setdefault((iface, bytes(message.pev_mac)), [0.0, 0.0])
+                total[0] += sum(message.aag)
+                total[1] += len(message.aag)
+            elif isinstance(message, StartAttenCharInd):
+                ev = (iface, bytes(frame.src))
+                if started.get(ev, (b"", 0.0))[0] != message.run_id:
+                    started[ev] = (message.run_id, ts)
+                    heard[ev] = [0.0, 0.0]
             elif isinstance(message, MnbcSoundInd) and message.remaining_sounds == 0:
                 last_sound.add((iface, bytes(frame.src), message.run_id))
+                last_sound_at.setdefault((iface, bytes(frame.src), message.run_id), ts)
             elif isinstance(message, SlacMatchReq):
                 match_req[(iface, bytes(frame.src), message.run_id)] = ts
             continue
@@ -247,7 +269,12 @@ def responses(frames: list[Captured]) -> tuple[dict[str, list[float]], list[floa
             profile = last_profile.get((iface, bytes(frame.dst)))
             if key not in ind_sent:
                 ind_sent.add(key)
-                if key in last_sound and profile is not None:
+                ev = (iface, bytes(frame.dst))
+                total = heard.get(ev, [0.0, 0.0])
+                if turn_per_db > 0 and key in last_sound_at and ev in started and total[1]:
+                    turn = last_sound_at[key] + 0.02 + turn_per_db * total[0] / total[1]
+                    times["CM_ATTEN_CHAR.IND"].append(ts - min(turn, started[ev][1] + 0.7))
+                elif key in last_sound and profile is not None:
                     times["CM_ATTEN_CHAR.IND"].append(ts - profile)
                 else:
                     window_ended += 1
@@ -502,7 +529,8 @@ async def run_case(
                     cpu += proc_cpu(evse.pids) - cpu_before
                     medium_cpu += proc_cpu([medium.pid]) - medium_before
                     frames += sniffer.take()
-                times, to_match, window_ended = responses(frames)
+                per_db = Config().atten_char_delay_per_db if kind == "slac" else 0.0
+                times, to_match, window_ended = responses(frames, per_db)
                 ok = [r for r in results if r["ok"]]
                 wrong_ev = [r for r in ok if evse_macs.get(r["evse_mac"]) != r["index"]]
                 wrong_evse = (

@@ -53,8 +53,9 @@ class Config:
     #: Not ISO 15118-3: a sound or profile starts sounding when every
     #: CM_START_ATTEN_CHAR.IND was lost (off: only a valid CM_START_ATTEN_CHAR.IND does).
     sounding_without_start: bool = False
-    #: Answer each valid CM_START_ATTEN_CHAR.IND with the run's CM_SLAC_PARM.CNF, and open
-    #: the run of an EV whose CM_SLAC_PARM.REQ was lost (a neighbour's EVSE confirmed it).
+    #: Answer a run's first valid CM_START_ATTEN_CHAR.IND with its CM_SLAC_PARM.CNF again,
+    #: and open the run of an EV whose CM_SLAC_PARM.REQ was lost (a neighbour's EVSE
+    #: confirmed it).
     confirm_on_start: bool = True
     #: TT_match_sequence: CM_START_ATTEN_CHAR.IND after CM_SLAC_PARM.CNF.
     match_sequence_timeout: float = enums.TT_MATCH_SEQUENCE
@@ -70,6 +71,9 @@ class Config:
     #: Seconds per dB of mean attenuation: CM_ATTEN_CHAR.IND goes out this much later after
     #: the EV's last sound, so the EVSE hearing an EV best answers it first; 0: at once.
     atten_char_delay_per_db: float = enums.ATTEN_CHAR_DELAY_PER_DB
+    #: Not ISO 15118-3: the first resend of CM_ATTEN_CHAR.IND this soon without
+    #: CM_ATTEN_CHAR.RSP (0: after TT_match_response, as the standard says).
+    atten_char_first_resend: float = 0.0
     #: C_conn_max_match: failed matching attempts per EV and plug-in.
     matching_attempts: int = enums.C_CONN_MAX_MATCH
     #: TT_matching_repetition: an EV may start attempts this long after its first one.
@@ -276,8 +280,9 @@ VARIABLES: tuple[Variable, ...] = (
         "CONFIRM_ON_START",
         "confirm_on_start",
         "bool",
-        "Answer each valid CM_START_ATTEN_CHAR.IND with the run's CM_SLAC_PARM.CNF again, and "
-        "confirm the START of an EV whose CM_SLAC_PARM.REQ this EVSE never received: an EV "
+        "Answer the first valid CM_START_ATTEN_CHAR.IND of a run with its CM_SLAC_PARM.CNF "
+        "again, and confirm the START of an EV whose CM_SLAC_PARM.REQ this EVSE never "
+        "received (while a parallel slot is free): an EV "
         "whose CNF (or request) was lost on its own cable but that a neighbour's EVSE "
         "confirmed counts this EVSE while it sounds (ISO 15118-3 does not describe it; no "
         "ISO 15118-5 SECC case sees it: they ignore CM_SLAC_PARM.CNF while sounding and "
@@ -346,6 +351,21 @@ VARIABLES: tuple[Variable, ...] = (
         "measurement ends",
         _ms_to_s,
         "4",
+        _not_negative,
+    ),
+    Variable(
+        "ATTEN_CHAR_FIRST_RESEND",
+        "atten_char_first_resend",
+        "ms",
+        "Not ISO 15118-3 conformant: without CM_ATTEN_CHAR.RSP, the first resend of "
+        "CM_ATTEN_CHAR.IND comes this soon instead of after TT_match_response (the later "
+        "resend and their number stay), so that a lost IND of the EVSE that hears a car "
+        "best is repeated before the next EVSE's turn and a car that takes the first IND "
+        "still takes its own EVSE. Choose it longer than the EV's CM_ATTEN_CHAR.RSP takes "
+        "and shorter than 6 dB of ATTEN_CHAR_DELAY_PER_DB minus the jitter between EVSEs "
+        "(e.g. 15 with 6 ms/dB); 0: off",
+        _ms_to_s,
+        "0",
         _not_negative,
     ),
     Variable(

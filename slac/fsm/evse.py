@@ -34,13 +34,18 @@ States of the EVSE:
 - PAUSED: no longer entered (the EVSE does not pause between attempts); kept for code that
   names it.
 
-States of one EV run: WAIT_START_ATTEN (PARM.CNF sent, TT_match_sequence), SOUNDING
-(TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT), WAIT_RSP (ATTEN_CHAR.IND sent,
+States of one EV run: WAIT_START_ATTEN (PARM.CNF sent, TT_match_sequence; a run also opens
+here at a valid START of an EV whose request this EVSE never received, with
+``confirm_on_start``), SOUNDING (TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT, or the
+indication's turn; the first valid START gets PARM.CNF again), TURN (measured;
+CM_ATTEN_CHAR.IND waits ``atten_char_delay_per_db`` per dB after the EV's last sound, so
+that the EVSE hearing an EV best answers first), WAIT_RSP (ATTEN_CHAR.IND sent,
 TT_match_response, resent up to ``atten_char_retries`` times), WAIT_MATCH
 (TT_EVSE_match_session; CM_VALIDATE.REQ restarts it, to twice that at most). In WAIT_MATCH a
 CM_SLAC_MATCH.REQ from an EV heard clearly worse than another EV still choosing is held:
-answered only once that EV has chosen another EVSE or its run ended, while the requesting EV
-still asks.
+answered only once that EV has chosen another EVSE or its run ended, and only within
+TP_match_response of the requesting EV's latest request (it gives up TT_match_response
+after its last).
 """
 
 from __future__ import annotations
@@ -181,9 +186,7 @@ RUN_TABLE: dict[tuple[RunState, type], Handler] = {
     # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when every
     # CM_START_ATTEN_CHAR.IND was lost.
     (RunState.WAIT_START_ATTEN, MnbcSoundInd): "_run_sound",
-    # The copies of CM_START_ATTEN_CHAR.IND: each is answered with the run's CNF again
-    # (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while it sounds.
-    (RunState.SOUNDING, StartAttenCharInd): "_run_repeated_start",
+    (RunState.SOUNDING, StartAttenCharInd): Ignore("repeated CM_START_ATTEN_CHAR.IND"),
     (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
     (RunState.TURN, StartAttenCharInd): Ignore("sounding is over"),
     (RunState.TURN, MnbcSoundInd): Ignore("late sound, sounding is over"),
@@ -211,8 +214,11 @@ class EvRun:
     state: RunState = RunState.WAIT_START_ATTEN
     deadline: float = 0.0
     num_sounds: int = C_EV_MATCH_MNBC
-    #: when each sound (by its Cnt, the sounds still to come) arrived
-    sound_times: dict[int, float] = field(default_factory=dict)
+    #: the sounds' Cnt (the sounds still to come) seen so far
+    sounds_seen: set[int] = field(default_factory=set)
+    #: (Cnt, arrival) of the first sound heard (the highest Cnt) and of the latest (lowest)
+    first_sound: Optional[tuple[int, float]] = None
+    last_sound: Optional[tuple[int, float]] = None
     #: the end of the sounding window (TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT)
     window_end: float = 0.0
     profiles: int = 0
@@ -659,9 +665,9 @@ class EvseMatcher:
             problem = "its run with this RunID is over"
         if problem is None:
             problem = self._admission_problem(ev, now)
-        if problem is None and (
-            len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now)
-        ):
+        if problem is None and len(self.runs) >= self.config.max_parallel_runs:
+            # no eviction: in a burst every car's START comes within milliseconds, and a
+            # START taking the slot of a run still waiting for its own START would churn
             problem = f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)"
         if problem is not None:
             self._ignore(frame, f"no run for this EV, and no run opens: {problem}")
@@ -949,27 +955,11 @@ class EvseMatcher:
             self._ignore(frame, problem)
             return
         self._begin_sounding(run, message.num_sounds, message.time_out, now)
-        self._confirm_again(run)
-
-    def _run_repeated_start(
-        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
-    ) -> None:
-        assert isinstance(message, StartAttenCharInd)
-        if not self.config.confirm_on_start:
-            self._ignore(frame, "repeated CM_START_ATTEN_CHAR.IND")
-            return
-        problem = _start_problem(frame, message, run.parm_cnf)
-        if problem is not None:
-            self._ignore(frame, problem)
-            return
-        self._confirm_again(run)
-
-    def _confirm_again(self, run: EvRun) -> None:
-        """The EV announced its sounding: confirm the run again (CONFIRM_ON_START). Its
-        CM_SLAC_PARM.CNF may have been lost while another EVSE's arrived; an EV that has it
-        already ignores the copy, and ISO 15118-5's SECC cases ignore CM_SLAC_PARM.CNF while
-        the EV sounds."""
         if self.config.confirm_on_start:
+            # The EV announced its sounding: confirm the run again (CONFIRM_ON_START). Its
+            # CM_SLAC_PARM.CNF may have been lost while another EVSE's arrived; an EV that
+            # has it ignores the copy, and ISO 15118-5's SECC cases ignore CM_SLAC_PARM.CNF
+            # while the EV sounds. Once per run: the START's copies are not answered.
             self._send(run.ev_mac, run.parm_cnf)
 
     def _run_sound(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
@@ -983,11 +973,16 @@ class EvseMatcher:
                 self._ignore(frame, "no valid CM_START_ATTEN_CHAR.IND from the EV yet")
                 return
             self._begin_sounding(run, run.num_sounds, None, now)
-        if message.remaining_sounds in run.sound_times:
-            self._ignore(frame, f"repeated sound {message.remaining_sounds}")
+        count = message.remaining_sounds
+        if count in run.sounds_seen:
+            self._ignore(frame, f"repeated sound {count}")
             return
-        run.sound_times[message.remaining_sounds] = now
-        if message.remaining_sounds == 0:
+        run.sounds_seen.add(count)
+        if run.first_sound is None or count > run.first_sound[0]:
+            run.first_sound = (count, now)
+        if run.last_sound is None or count < run.last_sound[0]:
+            run.last_sound = (count, now)
+        if count == 0:
             run.profiles_at_last_sound = run.profiles
         if self._closes_early:
             # the measurement ends at the indication's turn at the latest: the EV's sounds
@@ -996,7 +991,7 @@ class EvseMatcher:
             if due is not None:
                 run.deadline = min(run.window_end, max(due, now))
         if self.log.isEnabledFor(logging.DEBUG):
-            self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sound_times), run.num_sounds)
+            self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sounds_seen), run.num_sounds)
 
     def _run_atten_char_rsp(
         self, run: EvRun, frame: Frame, message: AnyMessage, now: float
@@ -1233,7 +1228,7 @@ class EvseMatcher:
         TP_match_response before the EV's TT_EV_atten_results, counted from its first
         CM_START_ATTEN_CHAR.IND, runs out."""
         per_db = self.config.atten_char_delay_per_db
-        last_sound = _last_sound_at(run.sound_times)
+        last_sound = _last_sound_at(run.first_sound, run.last_sound)
         if per_db <= 0 or last_sound is None or run.sounding_started is None:
             return None
         heard = max(run.heard_db or 0.0, 0.0)
@@ -1243,7 +1238,11 @@ class EvseMatcher:
     def _send_atten_char(self, run: EvRun, now: float) -> None:
         assert run.atten_char is not None
         run.atten_char_sends += 1
-        run.deadline = now + self.config.match_response_timeout
+        wait = self.config.match_response_timeout
+        quick = self.config.atten_char_first_resend
+        if quick > 0 and run.atten_char_sends == 1:
+            wait = quick  # ATTEN_CHAR_FIRST_RESEND (not ISO): a lost first IND, repeated soon
+        run.deadline = now + wait
         self._send(run.ev_mac, run.atten_char)
 
     def _wait_for_match(self, run: EvRun, now: float) -> None:
@@ -1450,22 +1449,23 @@ def _latest_turn(config: Config) -> float:
     )
 
 
-def _last_sound_at(sound_times: dict[int, float]) -> Optional[float]:
+def _last_sound_at(
+    first: Optional[tuple[int, float]], latest: Optional[tuple[int, float]]
+) -> Optional[float]:
     """When the EV's last sound (Cnt 0) came or, when it was lost, should have come: from
-    the latest sound heard and the EV's interval between sounds (as heard; one sound only:
-    TP_EV_batch_msg_interval at most, 50 ms). None before any sound."""
-    if not sound_times:
+    the latest sound heard and the EV's interval between sounds (as heard from the first
+    and the latest; one sound only: TP_EV_batch_msg_interval at most, 50 ms). None before
+    any sound."""
+    if latest is None or first is None:
         return None
-    latest = min(sound_times)
-    at = sound_times[latest]
-    if latest == 0:
+    count, at = latest
+    if count == 0:
         return at
-    earliest = max(sound_times)
-    if earliest > latest:
-        interval = (at - sound_times[earliest]) / (earliest - latest)
+    if first[0] > count:
+        interval = (at - first[1]) / (first[0] - count)
     else:
         interval = TP_EV_BATCH_MSG_INTERVAL_MAX
-    return at + latest * max(interval, 0.0)
+    return at + count * max(interval, 0.0)
 
 
 def _summary(run: EvRun, now: float, nid: bytes) -> str:

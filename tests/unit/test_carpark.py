@@ -301,6 +301,31 @@ def test_a_car_whose_own_parm_cnf_was_lost_is_not_keyed_by_a_neighbour(seed: int
     assert figures.missed == 0, not_matched(park)
 
 
+@pytest.mark.parametrize(
+    ("config", "wrong"),
+    [
+        (Config(), 1),
+        (Config(atten_char_first_resend=0.015, atten_char_delay_per_db=0.006), 0),
+    ],
+    ids=["ISO-resends", "ATTEN_CHAR_FIRST_RESEND"],
+)
+def test_a_naive_car_whose_own_first_atten_char_ind_is_lost(config: Config, wrong: int) -> None:
+    """The limit of what a conformant EVSE can do for a car that takes the first
+    CM_ATTEN_CHAR.IND: its own EVSE's IND (its turn comes first) is lost, and the neighbour's
+    EVSE (30 dB, waiting for its own car, which starts SLAC later) has nobody better to wait
+    for. With the ISO resend after TT_match_response the neighbour's IND comes first and the
+    car pairs with it (the README's residual figure). With ATTEN_CHAR_FIRST_RESEND (not ISO)
+    the lost IND is repeated before the neighbour's turn: the car takes its own EVSE."""
+    park = Carpark(Layout.uniform(2, crosstalk=30.0), config=config, seed=1)
+    park.arrive(CarSpec(name="naive", choice="first", dwell=30.0), at=0.0, evse=0)
+    park.arrive(CarSpec(name="late", slac_delay=5.0, dwell=30.0), at=0.0, evse=1)
+    park.at(0.1, lambda park: park.drop_next("naive", 0, "CM_ATTEN_CHAR.IND"))
+    park.run()
+    naive = park.plug_in_of("naive")
+    assert naive.wrong_pairing is bool(wrong), describe(park.plug_ins)
+    assert naive.result == ("wrong" if wrong else "matched")
+
+
 # --- the benchmark --------------------------------------------------------------------------
 
 

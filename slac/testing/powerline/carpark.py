@@ -808,6 +808,16 @@ class Carpark:
             if isinstance(host, _Car) and host.name == car and host.present:
                 self._apply_path_rules(host)
 
+    def drop_next(self, car: str, evse: int, message: str, count: int = 1) -> None:
+        """The next ``count`` frames named ``message`` that this EVSE sends to this car are
+        lost (then none); the car must be plugged in."""
+        for host in self._hosts:
+            if isinstance(host, _Car) and host.name == car and host.present:
+                path = (self.evses[evse].port, host.port)
+                self.medium.faults.link_drop.setdefault(path, {})[message] = count
+                return
+        raise KeyError(f"no car {car!r} plugged in")
+
     def restore(self, car: str, evse: int) -> None:
         """Undo :meth:`lose` for this car and EVSE."""
         self._path_rules.pop((car, evse), None)

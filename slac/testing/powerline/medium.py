@@ -74,7 +74,8 @@ class Faults:
 
     ``link_loss`` adds loss on one path only, keyed by (sending port, receiving port), with
     the same message names (e.g. a crosstalk path on which one EVSE's unicasts to a
-    neighbour's car never arrive); it comes on top of ``loss``."""
+    neighbour's car never arrive); it comes on top of ``loss``. ``link_drop`` loses the next
+    so many frames of a name on one path (then none), e.g. only the first of a resent IND."""
 
     loss: dict[str, float] = field(default_factory=dict)
     delay: float = 0.0
@@ -82,6 +83,7 @@ class Faults:
     #: share of HomePlug frames delivered twice
     duplicate: float = 0.0
     link_loss: dict[tuple[int, int], dict[str, float]] = field(default_factory=dict)
+    link_drop: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
 
     def duplicated(self, rng: random.Random) -> bool:
         return self.duplicate > 0 and rng.random() < self.duplicate
@@ -98,6 +100,10 @@ class Faults:
     def lost_between(self, src: int, dst: int, name: str, rng: random.Random) -> bool:
         """Whether a frame from port ``src`` to port ``dst`` is lost: on that path, or as
         any frame of its name."""
+        drops = self.link_drop.get((src, dst)) if self.link_drop else None
+        if drops and drops.get(name, 0) > 0:
+            drops[name] -= 1
+            return True
         path = self.link_loss.get((src, dst)) if self.link_loss else None
         if path:
             rate = path.get(name, path.get("*", 0.0))
