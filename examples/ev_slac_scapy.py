@@ -157,6 +157,8 @@ def expect(link: Link, layer: Any, timeout: float, what: str) -> tuple[Any, floa
             raise Fail(f"no {what} within {timeout * 1000:.0f} ms")
         if packet.haslayer(layer):
             return packet, time.monotonic() - started
+        if layer is not CM_SLAC_PARM_CNF and packet.haslayer(CM_SLAC_PARM_CNF):
+            continue  # the EVSE confirms each CM_START_ATTEN_CHAR.IND again (CONFIRM_ON_START)
         if packet.haslayer(HomePlugAV) and packet.dst.lower() == link.ev_mac:
             raise Fail(f"expected {what}, got {packet[HomePlugAV].summary()}")
 
