@@ -53,7 +53,7 @@ class Config:
     #: Not ISO 15118-3: a sound or profile starts sounding when every
     #: CM_START_ATTEN_CHAR.IND was lost (off: only a valid CM_START_ATTEN_CHAR.IND does).
     sounding_without_start: bool = False
-    #: Answer a run's first valid CM_START_ATTEN_CHAR.IND with its CM_SLAC_PARM.CNF again,
+    #: Answer each valid CM_START_ATTEN_CHAR.IND of a run with its CM_SLAC_PARM.CNF again,
     #: and open the run of an EV whose CM_SLAC_PARM.REQ was lost (a neighbour's EVSE
     #: confirmed it).
     confirm_on_start: bool = True
@@ -280,7 +280,7 @@ VARIABLES: tuple[Variable, ...] = (
         "CONFIRM_ON_START",
         "confirm_on_start",
         "bool",
-        "Answer the first valid CM_START_ATTEN_CHAR.IND of a run with its CM_SLAC_PARM.CNF "
+        "Answer each valid CM_START_ATTEN_CHAR.IND of a run with its CM_SLAC_PARM.CNF "
         "again, and confirm the START of an EV whose CM_SLAC_PARM.REQ this EVSE never "
         "received (while a parallel slot is free): an EV "
         "whose CNF (or request) was lost on its own cable but that a neighbour's EVSE "

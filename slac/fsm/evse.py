@@ -37,7 +37,7 @@ States of the EVSE:
 States of one EV run: WAIT_START_ATTEN (PARM.CNF sent, TT_match_sequence; a run also opens
 here at a valid START of an EV whose request this EVSE never received, with
 ``confirm_on_start``), SOUNDING (TT_EVSE_match_MNBC or ATTEN_RESULTS_TIMEOUT, or the
-indication's turn; the first valid START gets PARM.CNF again), TURN (measured;
+indication's turn; each valid START gets PARM.CNF again), TURN (measured;
 CM_ATTEN_CHAR.IND waits ``atten_char_delay_per_db`` per dB after the EV's last sound, so
 that the EVSE hearing an EV best answers first), WAIT_RSP (ATTEN_CHAR.IND sent,
 TT_match_response, resent up to ``atten_char_retries`` times), WAIT_MATCH
@@ -186,7 +186,9 @@ RUN_TABLE: dict[tuple[RunState, type], Handler] = {
     # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when every
     # CM_START_ATTEN_CHAR.IND was lost.
     (RunState.WAIT_START_ATTEN, MnbcSoundInd): "_run_sound",
-    (RunState.SOUNDING, StartAttenCharInd): Ignore("repeated CM_START_ATTEN_CHAR.IND"),
+    # The copies of CM_START_ATTEN_CHAR.IND: each is answered with the run's CNF again
+    # (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while it sounds.
+    (RunState.SOUNDING, StartAttenCharInd): "_run_repeated_start",
     (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
     (RunState.TURN, StartAttenCharInd): Ignore("sounding is over"),
     (RunState.TURN, MnbcSoundInd): Ignore("late sound, sounding is over"),
@@ -955,11 +957,28 @@ class EvseMatcher:
             self._ignore(frame, problem)
             return
         self._begin_sounding(run, message.num_sounds, message.time_out, now)
+        self._confirm_again(run)
+
+    def _run_repeated_start(
+        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
+    ) -> None:
+        assert isinstance(message, StartAttenCharInd)
+        if not self.config.confirm_on_start:
+            self._ignore(frame, "repeated CM_START_ATTEN_CHAR.IND")
+            return
+        problem = _start_problem(frame, message, run.parm_cnf)
+        if problem is not None:
+            self._ignore(frame, problem)
+            return
+        self._confirm_again(run)
+
+    def _confirm_again(self, run: EvRun) -> None:
+        """The EV announced its sounding: confirm the run again (CONFIRM_ON_START), at each
+        valid copy of CM_START_ATTEN_CHAR.IND (a lost copy of the CNF, after a lost CNF,
+        would still leave the EV counting only a neighbour). Its CM_SLAC_PARM.CNF may have
+        been lost while another EVSE's arrived; an EV that has it ignores the copy, and
+        ISO 15118-5's SECC cases ignore CM_SLAC_PARM.CNF while the EV sounds."""
         if self.config.confirm_on_start:
-            # The EV announced its sounding: confirm the run again (CONFIRM_ON_START). Its
-            # CM_SLAC_PARM.CNF may have been lost while another EVSE's arrived; an EV that
-            # has it ignores the copy, and ISO 15118-5's SECC cases ignore CM_SLAC_PARM.CNF
-            # while the EV sounds. Once per run: the START's copies are not answered.
             self._send(run.ev_mac, run.parm_cnf)
 
     def _run_sound(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:

@@ -361,3 +361,41 @@ def test_car_park_benchmark_runs_quickly_and_writes_its_figures(tmp_path: Path) 
             == 32
         )
     assert md.read_text().startswith("Car park, 2 seeded episodes")
+
+
+def test_car_park_benchmark_takes_evse_settings(tmp_path: Path) -> None:
+    """`benchmarks/carpark.py --set NAME=VALUE` runs the EVSEs with a setting changed (the
+    README's opt-in figures); an unknown setting is a usage error."""
+    out = tmp_path / "carpark.json"
+    command = [
+        sys.executable,
+        "benchmarks/carpark.py",
+        "--set",
+        "atten_char_first_resend=0.015",
+        "--set",
+        "atten_char_delay_per_db=0.006",
+        "--episodes",
+        "1",
+        "--kinds",
+        "first",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "EVSE settings atten_char_first_resend=0.015, atten_char_delay_per_db=0.006" in (
+        done.stdout
+    )
+    results = json.loads(out.read_text())
+    assert results["evse_settings"] == {
+        "atten_char_first_resend": "0.015",
+        "atten_char_delay_per_db": "0.006",
+    }
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/carpark.py", "--set", "no_such_setting=1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "no_such_setting" in bad.stderr

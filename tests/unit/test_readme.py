@@ -145,6 +145,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_benchmarks.py::test_make_bench_writes_table_json_and_chart",
         '"bench"',
     ),
+    ".venv/bin/python benchmarks/carpark.py --set atten_char_first_resend=0.015 --set atten_char_delay_per_db=0.006": (  # noqa: E501
+        "tests/unit/test_carpark.py::test_car_park_benchmark_takes_evse_settings",
+        '"atten_char_first_resend=0.015"',
+    ),
     ".venv/bin/python benchmarks/carpark.py": (
         "tests/unit/test_carpark.py::test_car_park_benchmark_runs_quickly_and_writes_its_figures",
         '"benchmarks/carpark.py"',
