@@ -15,6 +15,7 @@ from slac.errors import (
     SlacError,
     TransportError,
 )
+from slac.fsm.station import StationView
 from slac.session import (
     MatchingFailedError,
     MatchResult,
@@ -40,6 +41,7 @@ __all__ = [
     "SlacEvseSession",
     "SlacSession",
     "SlacSessionController",
+    "StationView",
     "TransportError",
     "__version__",
 ]
