@@ -23,10 +23,10 @@ def _nav_pages() -> list[str]:
 def test_make_docs_builds_the_site_strictly(tmp_path: Path) -> None:
     site = tmp_path / "site"
     venv = Path(sys.executable).parent.parent  # the environment running the tests
+    # -o: the install stamp counts as up to date (this test installs nothing)
+    command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", "docs"]
     done = subprocess.run(
-        # -o: the install stamp counts as up to date (this test installs nothing)
-        ["make", "--no-print-directory", "-o", f"{venv}/.installed", "docs"]
-        + [f"VENV={venv}", f"SITE_DIR={site}"],
+        [*command, f"VENV={venv}", f"SITE_DIR={site}"],
         capture_output=True,
         text=True,
         cwd=ROOT,
