@@ -57,7 +57,26 @@ def _evse(args: argparse.Namespace) -> int:
         config.pcap_file = str(args.pcap)
     specs = load_station(args.config)
     url = None
-    if config.cp_source != "stdin":
+    everest = None
+    if args.everest is not None:
+        from slac.app.everest import parse_everest_url
+
+        if args.cp is not None:
+            print("error: --everest takes the control pilot from EVerest: no --cp", file=sys.stderr)
+            return 2
+        try:
+            everest = parse_everest_url(args.everest)
+        except ValueError as exc:
+            print(f"error: --everest {exc}", file=sys.stderr)
+            return 2
+        config.cp_source = "stdin"  # not read: EVerest's enter_bcd/leave_bcd are the CP
+    if everest is not None:
+        try:
+            import aiomqtt
+        except ImportError:
+            print("error: --everest needs aiomqtt: pip install 'slac[mqtt]'", file=sys.stderr)
+            return 2
+    elif config.cp_source != "stdin":
         from slac.app.mqtt import parse_mqtt_url
 
         try:
@@ -71,13 +90,20 @@ def _evse(args: argparse.Namespace) -> int:
             print("error: --cp mqtt:// needs aiomqtt: pip install 'slac[mqtt]'", file=sys.stderr)
             return 2
     configure_logging(config)
-    return asyncio.run(_run_evse(config, specs, url, args.print_states))
+    return asyncio.run(_run_evse(config, specs, url, args.print_states, everest))
 
 
-async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> int:
+async def _run_evse(
+    config: Any, specs: Any, url: Any, print_states: bool, everest: Any = None
+) -> int:
     from slac.app.service import EvseService, run_stdin
 
     service = EvseService(specs, config)
+    api = None
+    if everest is not None:
+        from slac.app.everest import EverestSlacApi, module_ids
+
+        api = EverestSlacApi(service, everest, module_ids(specs), config)
     if print_states:
         service.listeners.append(lambda report: print(report.to_json(), flush=True))
     loop = asyncio.get_running_loop()
@@ -93,7 +119,9 @@ async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> in
         loop.add_signal_handler(sig, stop, sig.name)
     try:
         await service.start()
-        if url is None:
+        if api is not None:
+            await api.run()
+        elif url is None:
             await run_stdin(service)
         else:
             from slac.app.mqtt import MqttBridge
@@ -198,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="stdin|mqtt://HOST:PORT/PREFIX",
         help="control-pilot source (default: CP_SOURCE, else stdin)",
+    )
+    evse.add_argument(
+        "--everest",
+        default=None,
+        metavar="mqtt://HOST:PORT/PREFIX",
+        help="serve EVerest's slac_API (replaces EvseSlac): commands on "
+        "<prefix>/<module_id>/e2m/*, state on .../m2e/*; prefix default everest_api/1/slac, "
+        "module id: the EVSE's everest_module_id, else its evse_id",
     )
     evse.add_argument(
         "--pcap", type=Path, default=None, help="write every SLAC frame to this pcap file"

@@ -21,8 +21,9 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from slac.app.service import EvseService, StateReport
@@ -86,6 +87,72 @@ def parse_cp_payload(payload: bytes) -> str:
     return text
 
 
+async def connect_forever(
+    url: MqttUrl,
+    config: Config,
+    client_id: str,
+    serve: Callable[[aiomqtt.Client, int], Awaitable[None]],
+    *,
+    will: Optional[aiomqtt.Will] = None,
+    waiting: Callable[[], str] = lambda: "",
+) -> None:
+    """Connect to the broker of ``url`` and ``serve(client, connections)`` until cancelled.
+
+    When the broker is unreachable or the connection dies (aiomqtt.MqttError, also from
+    ``serve``), connects again after ``MQTT_RECONNECT_MIN`` seconds, doubling the wait up to
+    ``MQTT_RECONNECT_MAX``; a connection resets the wait. ``connections`` counts the
+    connections made (1 the first time). ``waiting`` says what waits for the broker (for the
+    log line).
+    """
+    import aiomqtt
+
+    delay = config.mqtt_reconnect_min
+    connections = 0
+    while True:
+        try:
+            async with aiomqtt.Client(
+                url.host,
+                url.port,
+                identifier=client_id,
+                username=config.mqtt_username,
+                password=config.mqtt_password,
+                will=will,
+                keepalive=10,
+                timeout=5,
+            ) as client:
+                connections += 1
+                logger.info("MQTT: connected to %s as %s", url, client_id)
+                delay = config.mqtt_reconnect_min
+                await serve(client, connections)
+        except aiomqtt.MqttError as exc:
+            detail = waiting()
+            logger.warning(
+                "MQTT: broker %s:%d unreachable or gone (%s); retrying in %.1f s%s",
+                url.host,
+                url.port,
+                exc,
+                delay,
+                f" ({detail})" if detail else "",
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, config.mqtt_reconnect_max)
+
+
+async def run_until_first_ends(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines as tasks until the first one ends; cancel the others; raise what
+    the first raised (aiomqtt.MqttError: the connection died)."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
 class MqttBridge:
     """Connects an :class:`EvseService` to an MQTT broker; :meth:`run` until cancelled."""
 
@@ -123,58 +190,28 @@ class MqttBridge:
     async def run(self) -> None:
         import aiomqtt
 
-        delay = self.config.mqtt_reconnect_min
         status_topic = f"{self.url.prefix}/bridge"
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.url.host,
-                    self.url.port,
-                    identifier=self.client_id,
-                    username=self.config.mqtt_username,
-                    password=self.config.mqtt_password,
-                    will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=True),
-                    keepalive=10,
-                    timeout=5,
-                ) as client:
-                    self.connections += 1
-                    logger.info("MQTT: connected to %s as %s", self.url, self.client_id)
-                    delay = self.config.mqtt_reconnect_min
-                    await client.subscribe(f"{self.url.prefix}/+/cp_state", qos=1)
-                    await client.publish(status_topic, b"online", qos=1, retain=True)
-                    if self.connections > 1:
-                        self._republish_current()
-                    self.connected.set()
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                logger.warning(
-                    "MQTT: broker %s:%d unreachable or gone (%s); retrying in %.1f s "
-                    "(%d state change(s) waiting)",
-                    self.url.host,
-                    self.url.port,
-                    exc,
-                    delay,
-                    len(self.outbox),
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.mqtt_reconnect_max)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        """Receive CP states and publish state changes until one of them fails."""
-        loop = asyncio.get_running_loop()
-        tasks = [
-            loop.create_task(self._receive(client), name="slac-mqtt-receive"),
-            loop.create_task(self._publish(client), name="slac-mqtt-publish"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            task.result()  # MqttError: reconnect
+        async def serve(client: aiomqtt.Client, connections: int) -> None:
+            self.connections = connections
+            await client.subscribe(f"{self.url.prefix}/+/cp_state", qos=1)
+            await client.publish(status_topic, b"online", qos=1, retain=True)
+            if connections > 1:
+                self._republish_current()
+            self.connected.set()
+            try:
+                await run_until_first_ends(self._receive(client), self._publish(client))
+            finally:
+                self.connected.clear()
+
+        await connect_forever(
+            self.url,
+            self.config,
+            self.client_id,
+            serve,
+            will=aiomqtt.Will(status_topic, b"offline", qos=1, retain=True),
+            waiting=lambda: f"{len(self.outbox)} state change(s) waiting",
+        )
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         while True:

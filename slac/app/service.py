@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError
 from slac.fsm.station import StationView
-from slac.session import SlacEvseSession, SlacSession, SlacSessionController
+from slac.session import SessionState, SlacEvseSession, SlacSession, SlacSessionController
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ class StateReport:
 StateListener = Callable[[StateReport], None]
 
 
+class DlinkCommand(str, Enum):
+    """A data-link request of the HLC side (ISO 15118-3 D-LINK_*.request), see
+    :meth:`EvseService.dlink`."""
+
+    TERMINATE = "terminate"
+    ERROR = "error"
+    PAUSE = "pause"
+
+
 def service_session(evse_id: str, network_interface: str, config: Config) -> SlacEvseSession:
     """A session as ``slac evse`` opens it (its permission error says how to run it)."""
     return SlacEvseSession(evse_id, network_interface, config, sudo_hint="`sudo slac evse ...`")
@@ -93,6 +103,9 @@ class EvseService(SlacSessionController):
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
+        #: EVSEs whose HLC side ended the data link (D-LINK_TERMINATE): no new match until
+        #: the control pilot leaves B, C and D
+        self.terminated: set[str] = set()
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -141,6 +154,81 @@ class EvseService(SlacSessionController):
             raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
         for session in targets:
             await self.process_cp_state(session, state)
+            if session.cp_state is not None and session.cp_state not in "BCD":
+                self.terminated.discard(session.evse_id)
+
+    # --- the data link, as the HLC side asks ----------------------------------------------------
+
+    async def dlink(self, evse_id: str, command: DlinkCommand) -> None:
+        """Apply a D-LINK request of the HLC side (ISO 15118-3) to one EVSE.
+
+        What each does now (built on the session API of today; issue 16 item 1 replaces
+        this body, the signature stays):
+
+        - TERMINATE: matching (or the match) stops, the EVSE is unmatched, and the modem gets a
+          fresh key when an EV received the current one (it leaves the logical network). No
+          new match until the control pilot leaves B, C and D (:attr:`terminated`).
+        - ERROR: leave the logical network and match again without a CP cycle
+          (:meth:`restart_matching`: fresh key, every attempt available); nothing without
+          an EV plugged in (CP B, C or D). Also after TERMINATE.
+        - PAUSE: stay matched, stop link supervision (VS_PL_LINK_STATUS polling) until the
+          next match (D-LINK_PAUSE allows a low-power mode; the modem stays powered here).
+
+        ValueError for an unknown EVSE id.
+        """
+        session = self.sessions.get(evse_id)
+        if session is None:
+            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+        command = DlinkCommand(command)
+        if command is DlinkCommand.TERMINATE:
+            session.log.info(
+                "D-LINK_TERMINATE: leaving the logical network, no new match "
+                "until the control pilot leaves B, C and D"
+            )
+            self.terminated.add(evse_id)
+            task = session.matching_task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if session.key_given_out:
+                session.schedule_leave()
+            session.ev_mac = session.run_id = None
+            session._set_state(SessionState.UNMATCHED)
+        elif command is DlinkCommand.ERROR:
+            self.terminated.discard(evse_id)
+            await self.restart_matching(session, "D-LINK_ERROR from the HLC side")
+        else:
+            if session.state is not SessionState.MATCHED or session.modem is None:
+                session.log.info("D-LINK_PAUSE while %s: nothing to pause", session.state.value)
+                return
+            session.log.info(
+                "D-LINK_PAUSE: staying matched, link supervision stopped until the next match"
+            )
+            session.modem.stop_supervision()
+
+    async def enter_bcd(self, evse_id: str) -> None:
+        """The control pilot entered B, C or D (EVerest's enter_bcd): start matching, unless
+        it runs already, or the HLC side terminated the data link (D-LINK_TERMINATE) and the
+        control pilot did not leave B, C and D since. Also after a failed matching: then it
+        starts again without a CP cycle (EvseManager's error routine sends enter_bcd)."""
+        session = self.sessions.get(evse_id)
+        if session is None:
+            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+        if evse_id in self.terminated:
+            session.log.info(
+                "control pilot B, C or D: no new match after D-LINK_TERMINATE "
+                "until the control pilot leaves B, C and D"
+            )
+            return
+        if session.cp_state is None or session.cp_state not in "BCD":
+            await self.set_cp("B", evse_id)
+            return
+        task = session.matching_task
+        if task is not None and not task.done():
+            session.log.debug("control pilot B, C or D again: matching runs already")
+            return
+        await self.restart_matching(session, "control pilot B, C or D again")
 
     # --- reports --------------------------------------------------------------------------------
 

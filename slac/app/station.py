@@ -2,6 +2,9 @@
 
 {"number_of_evses": 2,
  "parameters": [{"evse_id": "DE*SWT*E123456789", "network_interface": "eth0"}, ...]}
+
+An entry may name the EVerest module it stands in for (``"everest_module_id": "slac_1"``,
+for ``slac evse --everest``); without it, the EVSE id is the module id.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from slac.errors import ConfigError
 
@@ -21,6 +24,9 @@ class EvseSpec:
 
     evse_id: str
     network_interface: str
+    #: the module id of EVerest's slac_API for this EVSE (``slac evse --everest``); None:
+    #: the EVSE id
+    everest_module_id: Optional[str] = None
 
 
 def parse_station(data: Any, source: str = "station configuration") -> list[EvseSpec]:
@@ -44,7 +50,25 @@ def parse_station(data: Any, source: str = "station configuration") -> list[Evse
             raise ConfigError({source: f"parameters[{i}] needs a non-empty evse_id"})
         if not isinstance(interface, str) or not interface.strip():
             raise ConfigError({source: f"parameters[{i}] needs a network_interface"})
-        specs.append(EvseSpec(evse_id.strip(), interface.strip()))
+        module_id = entry.get("everest_module_id")
+        if module_id is not None and (
+            not isinstance(module_id, str)
+            or not module_id.strip()
+            or any(c in module_id for c in "/+#")
+        ):
+            raise ConfigError(
+                {
+                    source: f"parameters[{i}].everest_module_id must be a non-empty string "
+                    "without /, + or #"
+                }
+            )
+        specs.append(
+            EvseSpec(
+                evse_id.strip(),
+                interface.strip(),
+                module_id.strip() if isinstance(module_id, str) else None,
+            )
+        )
     ids = [s.evse_id for s in specs]
     doubles = sorted({i for i in ids if ids.count(i) > 1})
     if doubles:
