@@ -102,6 +102,8 @@ API_STATES = {
 def parse_everest_url(url: str) -> MqttUrl:
     """mqtt://host[:port][/prefix]: the prefix before the module ids (default
     ``everest_api/1/slac``); ValueError in plain words."""
+    if "#" in url:  # urlsplit would take it for a fragment
+        raise ValueError(f"{url!r}: the prefix must not contain MQTT wildcards (+ or #)")
     split = url.split("://", 1)
     if len(split) == 2 and "/" not in split[1].strip("/"):
         url = url.rstrip("/") + "/" + DEFAULT_PREFIX

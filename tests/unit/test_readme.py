@@ -38,6 +38,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_mqtt.py::mqtt_station",
         '"--cp"',
     ),
+    "sudo .venv/bin/slac evse --config cs_configuration.json --everest mqtt://localhost:1883/everest_api/1/slac": (  # noqa: E501
+        "tests/integration/test_everest.py::test_slac_evse_everest_command",
+        '"--everest"',
+    ),
     "mosquitto_pub -h localhost -t 'station1/DE*SWT*E123456789/cp_state' -m B": (
         "tests/integration/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
         '"mosquitto_pub"',
@@ -54,7 +58,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"analyze"',
     ),
-    "slac evse --config cs_configuration.json [--env .env] [--cp stdin|mqtt://HOST:PORT/PREFIX] [--pcap FILE]": (  # noqa: E501
+    "slac evse --config cs_configuration.json [--env .env] [--cp stdin|mqtt://HOST:PORT/PREFIX | --everest mqtt://HOST:PORT/PREFIX] [--pcap FILE]": (  # noqa: E501
         "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"--env"',
     ),
