@@ -23,6 +23,7 @@ e2m/dlink_terminate        ``{}`` (ignored)   :meth:`EvseService.dlink` TERMINAT
 e2m/dlink_error            ``{}`` (ignored)   :meth:`EvseService.dlink` ERROR
 e2m/dlink_pause            ``{}`` (ignored)   :meth:`EvseService.dlink` PAUSE
 e2m/heartbeat              integer (its id)   watched: lost, resumed, EVerest restarted
+e2m/count_bc               integer            accepted, not used (no CM_VALIDATE)
 m2e/state                  ``"UNMATCHED"``    at every change (``"MATCHING"``, ``"MATCHED"``)
 m2e/dlink_ready            ``true``/``false``  true when matched, false when the match ends
 m2e/ev_mac_address         ``"AA:BB:..."``    the matched EV's MAC (upper case), before MATCHED
@@ -34,10 +35,13 @@ QoS and retain: the API file says nothing; slac_API publishes and subscribes wit
 retained. We publish with QoS 1 (delivered to the broker once, whatever happens to the
 connection meanwhile), never retained: these are events, and a retained ``dlink_ready true``
 would outlive us. A retained command (someone published one with the retain flag) is stale by
-definition: it is logged and ignored. While the broker is away, changes are not queued: after
-the reconnection, every module is told its current state (and ``dlink_ready``, when it differs
-from what it was told last), and so it is when EVerest's heartbeat id starts again from a
-lower number (EVerest restarted and knows nothing).
+definition: it is logged and ignored. While the broker is away, changes are not queued: at
+EVerest's first heartbeat after the reconnection (its slac_API is connected and subscribed
+then), or ``heartbeat_timeout`` after it without one, every module is told its EVSE's state
+(and the EV's MAC and ``dlink_ready``, when that differs from what it was told last); so it is
+when the heartbeat comes back after a loss, and when its id starts again from a lower number
+(EVerest restarted and knows nothing). On cancellation (SIGTERM), every module is told
+``dlink_ready`` false and UNMATCHED, within a second, before the EVSEs close.
 
 A payload that is not what the API file says (not JSON, a wrong type) is logged (WARNING) and
 ignored, like slac_API does with ours.
@@ -87,6 +91,7 @@ COMMANDS = (
     "dlink_error",
     "dlink_pause",
     "heartbeat",
+    "count_bc",
 )
 
 #: our session states as slac_API's State enum (a failed matching is UNMATCHED, with
@@ -157,9 +162,9 @@ def parse_command(name: str, payload: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"reset needs a JSON boolean (true or false), not {value!r}")
         return value
-    if name == "heartbeat":
+    if name in ("heartbeat", "count_bc"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"heartbeat needs a JSON unsigned integer, not {value!r}")
+            raise ValueError(f"{name} needs a JSON unsigned integer, not {value!r}")
         return value
     raise ValueError(f"no command {name!r} in EVerest's slac_API")
 
@@ -298,6 +303,9 @@ class EverestSlacApi:
                     self._watch_heartbeats(),
                     self._catch_up_without_heartbeat(),
                 )
+            except asyncio.CancelledError:
+                await self._farewell(client)
+                raise
             finally:
                 self.connected.clear()
 
@@ -331,6 +339,23 @@ class EverestSlacApi:
                     self.outbox.popleft()
             self._wake.clear()
             await self._wake.wait()
+
+    async def _farewell(self, client: aiomqtt.Client) -> None:
+        """We stop (SIGTERM, SIGINT): the EVSEs are about to leave their logical networks;
+        tell EVerest (dlink_ready false, UNMATCHED) within a second, if the broker lets us."""
+        import aiomqtt
+
+        async def tell() -> None:
+            for module in self.modules.values():
+                if module.ready or module.told_ready:
+                    await client.publish(self.topic(module, "m2e", "dlink_ready"), b"false", qos=1)
+                if module.state != "UNMATCHED" or module.told_state not in (None, "UNMATCHED"):
+                    await client.publish(self.topic(module, "m2e", "state"), b'"UNMATCHED"', qos=1)
+
+        try:
+            await asyncio.wait_for(tell(), 1.0)
+        except (aiomqtt.MqttError, asyncio.TimeoutError) as exc:
+            logger.warning("EVerest: could not say that we stop: %s", exc or "timeout")
 
     async def _communication_check(self, client: aiomqtt.Client) -> None:
         """``true`` on every module's m2e/communication_check, at once and then every
@@ -396,6 +421,11 @@ class EverestSlacApi:
             return
         if name == "heartbeat":
             self._heartbeat(module, argument)
+            return
+        if name == "count_bc":
+            # B->C edges for CM_VALIDATE's toggle count: we do not validate (ISO 15118-3
+            # makes it optional; GreenPHY matching does not use it)
+            logger.debug("EVerest %s: count_bc %d (not used)", module.module_id, argument)
             return
         self._commands.put_nowait((module, name, argument))
 

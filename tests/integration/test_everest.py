@@ -244,6 +244,20 @@ async def test_enter_bcd_matches_our_ev_and_leave_bcd_unmatches(broker: Broker) 
         await manager.command("leave_bcd")
         await manager.wait("state", "UNMATCHED", since)
         assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
+
+        # EvseManager's reset(false) (at unplug when SLAC was not unmatched, and in its error
+        # paths): unmatched; the next enter_bcd matches again
+        await manager.command("enter_bcd")
+        await site.match()
+        await manager.wait("dlink_ready", True, since)
+        since = len(manager.seen)
+        await manager.command("reset", "false")
+        await manager.wait("state", "UNMATCHED", since)
+        assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
+        since = len(manager.seen)
+        await manager.command("enter_bcd")
+        await site.match()
+        await manager.wait("dlink_ready", True, since)
         # slac_API raises CommunicationFault without communication_check within 5 s
         for _ in range(50):
             checks = [s for s in manager.seen if s.leaf == "communication_check"]
@@ -427,10 +441,13 @@ async def test_slac_evse_everest_command(tmp_path: Path, broker: Broker) -> None
                     str(topo.ev_ports[0].host_mac).upper()
                 ]
                 await cmd.wait_state(evse_id, "matched")
+                # SIGTERM: EVerest hears that the link is gone before we go
+                since = len(manager.seen)
+                cmd.process.terminate()
+                assert await asyncio.wait_for(cmd.process.wait(), 15) == 0
+                await manager.wait("state", "UNMATCHED", since, timeout=5)
+                assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
             finally:
                 await manager.close()
-                cmd.process.terminate()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(cmd.process.wait(), 15)
                 await cmd.kill()
             assert "MQTT: connected" in cmd.log_text()
