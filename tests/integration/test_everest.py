@@ -183,14 +183,18 @@ class Station:
 
 
 @contextlib.asynccontextmanager
-async def everest_station(port: int, **api_options: Any) -> AsyncIterator[Station]:
-    """One EV and one EVSE on the virtual powerline; our EverestSlacApi for the EVSE as
-    module slac_1; EvseManager's client on the broker."""
-    with Topology(evs=1, evses=1) as topo:
+async def everest_station(port: int, evses: int = 1, **api_options: Any) -> AsyncIterator[Station]:
+    """One EV (on the first EVSE's line) and ``evses`` EVSEs on the virtual powerline; our
+    EverestSlacApi for them as modules slac_1, slac_2, ...; EvseManager's client on the
+    broker for slac_1."""
+    with Topology(evs=1, evses=evses) as topo:
         medium = topo.medium(attenuation=20.0, jitter=0.0, seed=5)
         async with Powerline(medium, topo.modem_interfaces(), topo.plc_netns):
             evse_id = "DE*TST*E0000"
-            specs = [EvseSpec(evse_id, topo.evse_interfaces[0], everest_module_id=MODULE)]
+            specs = [
+                EvseSpec(f"DE*TST*E{j:04d}", iface, everest_module_id=f"slac_{j + 1}")
+                for j, iface in enumerate(topo.evse_interfaces)
+            ]
             config = fast_config(
                 link_check_period=0.2, mqtt_reconnect_min=0.2, mqtt_reconnect_max=0.5
             )
@@ -386,6 +390,31 @@ async def test_malformed_payloads_are_logged_and_ignored_heartbeat_is_watched(
 
 @needs_root
 @needs_mosquitto
+async def test_one_slac_api_module_per_evse_of_the_station_file(broker: Broker) -> None:
+    async with everest_station(broker.port, evses=2) as site:
+        first, second = site.manager, EvseManager(broker.port, module="slac_2")
+        try:
+            await second.wait("state", "UNMATCHED")
+            since = len(second.seen)
+            await second.command("enter_bcd")  # no EV on the second EVSE's line
+            await first.command("enter_bcd")
+            await site.match()
+            await first.wait("dlink_ready", True)
+            await second.command("dlink_terminate")  # the second's, not the first's
+            await asyncio.sleep(0.5)
+            assert second.events(since) == []  # it heard no EV: still UNMATCHED
+            assert site.service.sessions["DE*TST*E0001"].matching_task is None or (
+                site.service.sessions["DE*TST*E0001"].matching_task.done()
+            )
+            assert site.service.sessions[site.evse_id].state.value == "matched"
+            assert first.values("dlink_ready")[-1] is True
+            assert {s.leaf for s in second.seen} <= {"state", "communication_check"}
+        finally:
+            await second.close()
+
+
+@needs_root
+@needs_mosquitto
 async def test_broker_restart_then_everest_is_told_the_current_state(broker: Broker) -> None:
     async with everest_station(broker.port) as site:
         manager = site.manager
@@ -433,7 +462,9 @@ async def test_slac_evse_everest_command(tmp_path: Path, broker: Broker) -> None
                 await manager.command("enter_bcd")
                 ev = SlacEvSession(topo.ev_interface, fast_config(), netns=topo.ev_netns[0].name)
                 try:
-                    await asyncio.wait_for(ev.match(), 15)
+                    await asyncio.wait_for(ev.match(), 30)
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"no match in 30 s:\n{cmd.log_text()}") from None
                 finally:
                     await ev.close()
                 await manager.wait("dlink_ready", True, since)
@@ -444,7 +475,10 @@ async def test_slac_evse_everest_command(tmp_path: Path, broker: Broker) -> None
                 # SIGTERM: EVerest hears that the link is gone before we go
                 since = len(manager.seen)
                 cmd.process.terminate()
-                assert await asyncio.wait_for(cmd.process.wait(), 15) == 0
+                try:
+                    assert await asyncio.wait_for(cmd.process.wait(), 20) == 0
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"no exit 20 s after SIGTERM:\n{cmd.log_text()}") from None
                 await manager.wait("state", "UNMATCHED", since, timeout=5)
                 assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
             finally:
