@@ -183,7 +183,9 @@ class Station:
 
 
 @contextlib.asynccontextmanager
-async def everest_station(port: int, evses: int = 1, **api_options: Any) -> AsyncIterator[Station]:
+async def everest_station(
+    port: int, evses: int = 1, config: Optional[dict[str, Any]] = None, **api_options: Any
+) -> AsyncIterator[Station]:
     """One EV (on the first EVSE's line) and ``evses`` EVSEs on the virtual powerline; our
     EverestSlacApi for them as modules slac_1, slac_2, ...; EvseManager's client on the
     broker for slac_1."""
@@ -195,15 +197,20 @@ async def everest_station(port: int, evses: int = 1, **api_options: Any) -> Asyn
                 EvseSpec(f"DE*TST*E{j:04d}", iface, everest_module_id=f"slac_{j + 1}")
                 for j, iface in enumerate(topo.evse_interfaces)
             ]
-            config = fast_config(
-                link_check_period=0.2, mqtt_reconnect_min=0.2, mqtt_reconnect_max=0.5
+            settings = fast_config(
+                **{
+                    "link_check_period": 0.2,
+                    "mqtt_reconnect_min": 0.2,
+                    "mqtt_reconnect_max": 0.5,
+                    **(config or {}),
+                }
             )
-            service = EvseService(specs, config)
+            service = EvseService(specs, settings)
             api = EverestSlacApi(
                 service,
                 parse_everest_url(f"mqtt://127.0.0.1:{port}"),
                 module_ids(specs),
-                config,
+                settings,
                 **api_options,
             )
             await service.start()
@@ -386,6 +393,29 @@ async def test_malformed_payloads_are_logged_and_ignored_heartbeat_is_watched(
         await manager.wait("state", "UNMATCHED", since, timeout=5)
         assert "heartbeat id 0 after 2" in caplog.text and "EVerest restarted" in caplog.text
         manager.stop_heartbeat()
+
+
+@needs_root
+@needs_mosquitto
+async def test_failed_matching_requests_the_error_routine_then_enter_bcd_matches(
+    broker: Broker,
+) -> None:
+    # no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init (1 s here): matching failed
+    async with everest_station(broker.port, config={"slac_init_timeout": 1.0}) as site:
+        manager = site.manager
+        since = len(manager.seen)
+        await manager.command("enter_bcd")
+        await manager.wait("request_error_routine", None, since, timeout=10)
+        assert [s.raw for s in manager.seen[since:] if s.leaf == "request_error_routine"] == [
+            b"null"
+        ]
+        assert manager.events(since) == [("request_error_routine", None)]  # never MATCHING
+        # EvseManager's error routine (a CP E/F step) ends with enter_bcd: matching again
+        since = len(manager.seen)
+        await manager.command("enter_bcd")
+        await site.match()
+        await manager.wait("dlink_ready", True, since)
+        assert manager.values("state", since) == ["MATCHING", "MATCHED"]
 
 
 @needs_root
