@@ -13,23 +13,23 @@ module id is the one of the slac_API module in EVerest's config file: the EVSE's
 ``everest_module_id`` in the station file, else its EVSE id. Payloads are JSON values, as
 slac_API encodes and decodes them:
 
-=========================  =================  ==============================================
-topic                      payload            what we do / when we send it
-=========================  =================  ==============================================
-e2m/enter_bcd              ``{}`` (ignored)   CP entered B, C or D: matching starts
-e2m/leave_bcd              ``{}`` (ignored)   CP left B, C and D: as CP A (leave, unmatched)
-e2m/reset                  ``true``/``false``  reset to unmatched (leave the logical network)
-e2m/dlink_terminate        ``{}`` (ignored)   :meth:`EvseService.dlink` TERMINATE
-e2m/dlink_error            ``{}`` (ignored)   :meth:`EvseService.dlink` ERROR
-e2m/dlink_pause            ``{}`` (ignored)   :meth:`EvseService.dlink` PAUSE
-e2m/heartbeat              integer (its id)   watched: lost, resumed, EVerest restarted
-e2m/count_bc               integer            accepted, not used (no CM_VALIDATE)
-m2e/state                  ``"UNMATCHED"``    at every change (``"MATCHING"``, ``"MATCHED"``)
+=========================  ==================  =================================================
+topic                      payload             what we do / when we send it
+=========================  ==================  =================================================
+e2m/enter_bcd              ``{}`` (ignored)    CP entered B, C or D: matching starts
+e2m/leave_bcd              ``{}`` (ignored)    CP left B, C and D: as CP A (leave, unmatched)
+e2m/reset                  ``true``/``false``  as leave_bcd, and always a fresh key if needed
+e2m/dlink_terminate        ``{}`` (ignored)    :meth:`EvseService.dlink` TERMINATE
+e2m/dlink_error            ``{}`` (ignored)    :meth:`EvseService.dlink` ERROR
+e2m/dlink_pause            ``{}`` (ignored)    :meth:`EvseService.dlink` PAUSE
+e2m/heartbeat              integer (its id)    watched: lost, resumed, EVerest restarted
+e2m/count_bc               integer             accepted, not used (no CM_VALIDATE)
+m2e/state                  ``"UNMATCHED"``     at every change (``"MATCHING"``, ``"MATCHED"``)
 m2e/dlink_ready            ``true``/``false``  true when matched, false when the match ends
-m2e/ev_mac_address         ``"AA:BB:..."``    the matched EV's MAC (upper case), before MATCHED
-m2e/request_error_routine  ``null``           matching failed for this plug-in
-m2e/communication_check    ``true``           every ``communication_check_period`` seconds
-=========================  =================  ==============================================
+m2e/ev_mac_address         ``"AA:BB:..."``     the matched EV's MAC (upper case), before MATCHED
+m2e/request_error_routine  ``null``            matching failed for this plug-in
+m2e/communication_check    ``true``            every ``communication_check_period`` seconds
+=========================  ==================  =================================================
 
 QoS and retain: the API file says nothing; slac_API publishes and subscribes with QoS 0, not
 retained. We publish with QoS 1 (delivered to the broker once, whatever happens to the
@@ -476,6 +476,9 @@ class EverestSlacApi:
             # which is the same for a modem that is always ready; matching starts again at
             # the next enter_bcd
             await self.service.set_cp("A", evse_id)
+            session = self.service.sessions[evse_id]
+            if session.key_given_out:  # a reset leaves the network, RESET_KEY_ON_UNPLUG or not
+                session.schedule_leave()
         elif name == "dlink_terminate":
             await self.service.dlink(evse_id, DlinkCommand.TERMINATE)
         elif name == "dlink_error":

@@ -231,8 +231,9 @@ async def everest_station(
 @needs_root
 @needs_mosquitto
 async def test_enter_bcd_matches_our_ev_and_leave_bcd_unmatches(broker: Broker) -> None:
-    async with everest_station(broker.port) as site:
-        manager = site.manager
+    # RESET_KEY_ON_UNPLUG=false: leave_bcd keeps the key until the next plug-in, reset not
+    async with everest_station(broker.port, config={"reset_key_on_unplug": False}) as site:
+        manager, session = site.manager, site.service.sessions[site.evse_id]
         since = len(manager.seen)
         sent = await manager.command("enter_bcd")  # slac_API: the payload "{}"
         await site.match()  # the EV sees 5 % PWM and starts SLAC
@@ -255,6 +256,7 @@ async def test_enter_bcd_matches_our_ev_and_leave_bcd_unmatches(broker: Broker) 
         await manager.command("leave_bcd")
         await manager.wait("state", "UNMATCHED", since)
         assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
+        assert session.key_given_out  # as RESET_KEY_ON_UNPLUG says
 
         # EvseManager's reset(false) (at unplug when SLAC was not unmatched, and in its error
         # paths): unmatched; the next enter_bcd matches again
@@ -265,6 +267,11 @@ async def test_enter_bcd_matches_our_ev_and_leave_bcd_unmatches(broker: Broker) 
         await manager.command("reset", "false")
         await manager.wait("state", "UNMATCHED", since)
         assert manager.events(since) == [("dlink_ready", False), ("state", "UNMATCHED")]
+        for _ in range(100):  # the modem leaves the EV's network: a fresh key
+            if not session.key_given_out:
+                break
+            await asyncio.sleep(0.02)
+        assert not session.key_given_out
         since = len(manager.seen)
         await manager.command("enter_bcd")
         await site.match()
