@@ -225,6 +225,8 @@ class EverestSlacApi:
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self.connections = 0
+        #: time.monotonic() of the last connection to the broker
+        self.connected_at: Optional[float] = None
         self._commands: asyncio.Queue[tuple[Module, str, Any]] = asyncio.Queue()
         for report in service.reports():
             self._follow(report, queue=False)
@@ -286,6 +288,7 @@ class EverestSlacApi:
     async def run(self) -> None:
         async def serve(client: aiomqtt.Client, connections: int) -> None:
             self.connections = connections
+            self.connected_at = time.monotonic()
             for module in self.modules.values():
                 await client.subscribe(f"{self.url.prefix}/{module.module_id}/e2m/+", qos=1)
             # stale: every module is told where it stands instead, at EVerest's first

@@ -184,7 +184,11 @@ class Station:
 
 @contextlib.asynccontextmanager
 async def everest_station(
-    port: int, evses: int = 1, config: Optional[dict[str, Any]] = None, **api_options: Any
+    port: int,
+    evses: int = 1,
+    config: Optional[dict[str, Any]] = None,
+    heartbeat: float = 0.2,
+    **api_options: Any,
 ) -> AsyncIterator[Station]:
     """One EV (on the first EVSE's line) and ``evses`` EVSEs on the virtual powerline; our
     EverestSlacApi for them as modules slac_1, slac_2, ...; EvseManager's client on the
@@ -215,7 +219,7 @@ async def everest_station(
             )
             await service.start()
             task = asyncio.get_running_loop().create_task(api.run())
-            manager = EvseManager(port)
+            manager = EvseManager(port, heartbeat=heartbeat)
             try:
                 await asyncio.wait_for(api.connected.wait(), 10)
                 await manager.wait("state", "UNMATCHED", timeout=10)
@@ -448,6 +452,21 @@ async def test_one_slac_api_module_per_evse_of_the_station_file(broker: Broker) 
             assert {s.leaf for s in second.seen} <= {"state", "communication_check"}
         finally:
             await second.close()
+
+
+@needs_root
+@needs_mosquitto
+async def test_without_everest_heartbeat_the_state_is_told_after_heartbeat_timeout(
+    broker: Broker,
+) -> None:
+    # slac_API with cfg_heartbeat_interval_ms <= 0 sends none
+    async with everest_station(broker.port, heartbeat=0, heartbeat_timeout=1.0) as site:
+        told = site.manager.seen[[s.leaf for s in site.manager.seen].index("state")]
+        assert site.api.connected_at is not None
+        assert told.value == "UNMATCHED" and told.at - site.api.connected_at >= 0.9
+        await site.manager.command("enter_bcd")
+        await site.match()
+        await site.manager.wait("dlink_ready", True)
 
 
 @needs_root
