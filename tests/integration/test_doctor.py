@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -320,8 +321,13 @@ async def test_vs_rs_dev_is_confirmed_then_the_modem_restarts(bed: Bed) -> None:
 # --- the command: exit codes, text, --json ------------------------------------------------------
 
 
-async def _slac(*args: str, cwd: Optional[Path] = None) -> tuple[int, str, str]:
+async def _slac(
+    *args: str, cwd: Optional[Path] = None, netns: Optional[str] = None
+) -> tuple[int, str, str]:
+    """Run the slac command (in network namespace ``netns``): exit code, stdout, stderr."""
+    where = [] if netns is None else ["ip", "netns", "exec", netns]
     process = await asyncio.create_subprocess_exec(
+        *where,
         SLAC,
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -415,3 +421,52 @@ async def test_slac_doctor_bad_usage_exits_2(args: list[str], message: str, tmp_
     code, out, err = await _slac("doctor", *args, cwd=tmp_path)
     assert code == 2, out + err
     assert message in err and "Traceback" not in err
+
+
+async def test_slac_doctor_finds_the_modems_the_powerline_command_breaks(tmp_path: Path) -> None:
+    """`slac powerline -- --evse-role ev --profiles-without-data --firmware ...`: doctor in the
+    EVSE hosts' namespace sees the role; SIGUSR1 restarts the EVSE modems."""
+    process = await asyncio.create_subprocess_exec(
+        SLAC,
+        "powerline",
+        "--",
+        "--evse-role",
+        "ev",
+        "--profiles-without-data",
+        "--firmware",
+        "MAC-QCA7000-1.1.0.730-test",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        async for raw in process.stdout:
+            seen.append(raw.decode())
+            if b"virtual powerline running" in raw:
+                break
+        (hosts,) = [line for line in seen if line.startswith("EVSE hosts: ip netns exec ")]
+        namespace = hosts.split()[5]
+        code, out, err = await _slac(
+            "doctor",
+            "--iface",
+            "evse0",
+            "--json",
+            "--timeout",
+            "0.2",
+            cwd=tmp_path,
+            netns=namespace,
+        )
+        assert code == 1, out + err
+        checks = {c["check"]: c for c in json.loads(out)["interfaces"][0]["checks"]}
+        assert checks["modem"]["data"]["firmware"] == "MAC-QCA7000-1.1.0.730-test"
+        assert checks["role"]["verdict"] == FAIL and checks["role"]["data"]["slac_mode"] == 1
+        process.send_signal(signal.SIGUSR1)
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert line == b"restarted 1 EVSE modem(s)\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, "".join(seen) + rest.decode()
+    assert "'modem restart': 1" in rest.decode()

@@ -251,6 +251,12 @@ class Medium:
         frame = VsHostActionInd(action=0x00).to_frame(modem.host_mac, modem.mac)
         return [Delivery(port, frame, modem.restart_time)]
 
+    def power_cycle(self, port: int) -> list[Delivery]:
+        """A hardware reset (the reset line, or power): also a wedged (silent) modem comes
+        back, after a restart (see :meth:`restart`)."""
+        self.modems[port].silent = False
+        return self.restart(port)
+
     def down(self, port: int) -> bool:
         """Whether the modem of ``port`` is restarting now."""
         until = self.modems[port].down_until

@@ -70,6 +70,10 @@ class Powerline:
         is away for its restart time, then sends its host VS_HOST_ACTION.IND."""
         self.inject(self.medium.restart(port))
 
+    def power_cycle_modem(self, port: int) -> None:
+        """A hardware reset of the modem of ``port``: a wedged (silent) modem comes back too."""
+        self.inject(self.medium.power_cycle(port))
+
     def _readable(self, port: int) -> None:
         sock = self._sockets[port]
         for _ in range(64):
