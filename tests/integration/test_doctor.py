@@ -424,14 +424,17 @@ async def test_slac_doctor_bad_usage_exits_2(args: list[str], message: str, tmp_
 
 
 async def test_slac_doctor_finds_the_modems_the_powerline_command_breaks(tmp_path: Path) -> None:
-    """`slac powerline -- --evse-role ev --profiles-without-data --firmware ...`: doctor in the
-    EVSE hosts' namespace sees the role; SIGUSR1 restarts the EVSE modems."""
+    """`slac powerline -- --evse-role ev --set-key-result 0 ...` (the README's example): doctor
+    in the EVSE hosts' namespace finds the role and the Result; SIGUSR1 restarts the EVSE
+    modems."""
     process = await asyncio.create_subprocess_exec(
         SLAC,
         "powerline",
         "--",
         "--evse-role",
         "ev",
+        "--set-key-result",
+        "0",
         "--profiles-without-data",
         "--firmware",
         "MAC-QCA7000-1.1.0.730-test",
@@ -461,6 +464,7 @@ async def test_slac_doctor_finds_the_modems_the_powerline_command_breaks(tmp_pat
         checks = {c["check"]: c for c in json.loads(out)["interfaces"][0]["checks"]}
         assert checks["modem"]["data"]["firmware"] == "MAC-QCA7000-1.1.0.730-test"
         assert checks["role"]["verdict"] == FAIL and checks["role"]["data"]["slac_mode"] == 1
+        assert checks["set_key"]["verdict"] == FAIL and checks["set_key"]["data"]["result"] == 0
         process.send_signal(signal.SIGUSR1)
         line = await asyncio.wait_for(process.stdout.readline(), 10)
         assert line == b"restarted 1 EVSE modem(s)\n"
