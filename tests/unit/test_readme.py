@@ -72,7 +72,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
         '"doctor"',
     ),
     "sudo .venv/bin/slac doctor --config cs_configuration.json": (
-        "tests/integration/test_doctor.py::test_slac_doctor_config_text_exit_1_names_the_finding_and_what_to_do",  # noqa: E501
+        "tests/integration/test_doctor.py::test_slac_doctor_config_text_exit_1_names_the_finding_and_what_to_do",
         '"--config"',
     ),
     "sudo .venv/bin/slac doctor --iface eth1 --json": (
@@ -84,11 +84,11 @@ COVERAGE: dict[str, tuple[str, str]] = {
         '"--with-ev"',
     ),
     "sudo .venv/bin/slac powerline -- --evse-role ev --set-key-result 0": (
-        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",  # noqa: E501
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
         '"--evse-role"',
     ),
     "sudo ip netns exec slacevse27979x1 .venv/bin/slac doctor --iface evse0": (
-        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",  # noqa: E501
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
         "netns=namespace",
     ),
     "make powerline": ("tests/integration/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
