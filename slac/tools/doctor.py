@@ -17,7 +17,8 @@ as ``slac evse`` does after every unplug: the modem leaves any logical network i
 (no car may be charging through it). When another program holds a raw socket on the
 interface (a running ``slac evse``), the check is skipped and the key stays, unless forced.
 The key itself is never logged. With ``--with-ev``, doctor answers the EV's CM_SLAC_PARM.REQ
-so that it sounds, and nothing more: the EV's attempt ends without a match.
+so that it sounds, and nothing more: the EV's attempt ends without a match. Beside a running
+station doctor only listens (the station answers the EV and may match it).
 
 The verdicts are pure functions of what was received (``judge_*``), tested without sockets;
 :func:`diagnose` does the I/O.
@@ -165,8 +166,9 @@ class DoctorReport:
             if report.key_changed:
                 lines.extend(
                     _wrapped(
-                        "doctor gave this modem a fresh random network key (as slac evse does "
-                        "after every unplug): it left any logical network it was in",
+                        "doctor sent this modem a fresh random network key (as slac evse does "
+                        "after every unplug): a modem that takes it leaves any logical network "
+                        "it was in",
                         "  note: ",
                     )
                 )
@@ -356,6 +358,8 @@ class Sounding:
     sounds: int = 0
     expected: int = 0
     profiles: list[tuple[int, ...]] = field(default_factory=list)
+    #: doctor answered the EV (False: another program on the interface did, or nobody)
+    answered: bool = True
 
 
 def judge_sounding(sounding: Optional[Sounding], ev_timeout: float) -> CheckResult:
@@ -379,14 +383,22 @@ def judge_sounding(sounding: Optional[Sounding], ev_timeout: float) -> CheckResu
         "ev_mac": str(sounding.ev_mac),
         "sounds": sounding.sounds,
         "profiles": len(sounding.profiles),
+        "answered": sounding.answered,
     }
     if not sounding.profiles:
         if sounding.sounds == 0:
+            why = (
+                "the EV may have chosen another EVSE or given up; run doctor again"
+                if sounding.answered
+                else "doctor only listened (another program on the interface should answer "
+                "the EV): is that station in the plugged-in state? Or stop it and run doctor "
+                "again"
+            )
             return CheckResult(
                 "sounding",
                 FAIL,
                 f"EV {sounding.ev_mac} asked (CM_SLAC_PARM.REQ) but no sound arrived",
-                "the EV may have chosen another EVSE or given up; run doctor again",
+                why,
                 data,
             )
         return CheckResult(
@@ -582,9 +594,10 @@ class _Probe:
                     return frame
         return None
 
-    async def sounding(self) -> Sounding:
-        """Answer the first EV's CM_SLAC_PARM.REQ, then count its sounds and the modem's
-        CM_ATTEN_PROFILE.IND for it."""
+    async def sounding(self, *, answer: bool = True) -> Sounding:
+        """Answer the first EV's CM_SLAC_PARM.REQ (``answer``; else a running station on
+        this interface does), then count its sounds and the modem's CM_ATTEN_PROFILE.IND
+        for it."""
         loop = asyncio.get_running_loop()
         result = Sounding()
         deadline = loop.time() + self.options.ev_timeout
@@ -600,8 +613,14 @@ class _Probe:
         result.ev_mac = frame.src
         cnf = SlacParmCnf(forwarding_sta=frame.src, run_id=request.run_id)
         result.expected = cnf.num_sounds
-        self.send(cnf, frame.src)
-        logger.info("EV %s asked: CM_SLAC_PARM.CNF sent, counting its sounds", frame.src)
+        result.answered = answer
+        if answer:
+            self.send(cnf, frame.src)
+        logger.info(
+            "EV %s asked%s: counting its sounds",
+            frame.src,
+            ": CM_SLAC_PARM.CNF sent" if answer else " (the station on this interface answers)",
+        )
         window = loop.time() + self.options.sounding_window
         while len(result.profiles) < cnf.num_sounds or result.sounds < cnf.num_sounds:
             frame = await self.next_frame(window)
@@ -719,7 +738,9 @@ async def _modem_checks(
         logger.info(
             "%s: waiting up to %g s for an EV to sound", report.interface, options.ev_timeout
         )
-        checks.append(judge_sounding(await probe.sounding(), options.ev_timeout))
+        # Beside a running station, doctor only listens: the station answers the EV.
+        sounding = await probe.sounding(answer=not in_use)
+        checks.append(judge_sounding(sounding, options.ev_timeout))
     else:
         checks.append(judge_sounding(None, options.ev_timeout))
 

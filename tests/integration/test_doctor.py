@@ -27,6 +27,7 @@ from slac.messages import (
     VsSwVerReq,
     decode_frame,
 )
+from slac.session import SlacEvseSession, SlacSessionController
 from slac.sockets.async_linux_socket import RawSocket
 from slac.testing.config import fast_config
 from slac.testing.netns import can_create_namespaces, ip
@@ -474,3 +475,32 @@ async def test_slac_doctor_finds_the_modems_the_powerline_command_breaks(tmp_pat
         rest, _ = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, "".join(seen) + rest.decode()
     assert "'modem restart': 1" in rest.decode()
+
+
+async def test_beside_a_running_station_doctor_keeps_its_key_and_only_listens(bed: Bed) -> None:
+    """A running SlacEvseSession on the interface: doctor --with-ev leaves the key alone,
+    does not answer the EV itself, still sees the modem's profiles, and the car matches."""
+    station = SlacEvseSession("DE*TST*E9", bed.interface, fast_config())
+    ev = SlacEvSession(bed.topo.ev_interface, fast_config(), netns=bed.topo.ev_netns[0].name)
+    try:
+        await station.evse_set_key()
+        key, keys_set = bed.modem.nmk, bed.modem.keys_set
+        await SlacSessionController().process_cp_state(station, "B")
+        doctor = asyncio.ensure_future(
+            bed.doctor(DoctorOptions(timeout=0.2, with_ev=True, ev_timeout=10.0))
+        )
+        await asyncio.sleep(0.5)  # doctor listens by then
+        matched = await asyncio.wait_for(ev.match(), 15)
+        report = await doctor
+        await station.wait_matched(timeout=5)
+    finally:
+        await ev.close()
+        await station.close()
+    assert matched.evse_mac == bed.topo.evse_ports[0].host_mac
+    set_key = check(report, "set_key")
+    assert set_key.verdict == SKIP and "a running slac evse?" in set_key.detail
+    assert not report.interfaces[0].key_changed
+    assert bed.modem.keys_set == keys_set and bed.modem.nmk == key  # the station's key stayed
+    sounding = check(report, "sounding")
+    assert sounding.verdict == PASS and sounding.data["answered"] is False
+    assert sounding.data["profiles"] == 10
