@@ -87,7 +87,7 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
         '"--evse-role"',
     ),
-    "sudo ip netns exec slacevse27979x1 .venv/bin/slac doctor --iface evse0": (
+    "sudo ip netns exec slacevse1212x1 .venv/bin/slac doctor --iface evse0": (
         "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
         "netns=namespace",
     ),
