@@ -465,12 +465,13 @@ def can_open_raw_sockets() -> Optional[str]:
     return None
 
 
-def other_packet_sockets(ifindex: int) -> int:
+def other_packet_sockets(ifindex: int, table: str = "/proc/net/packet") -> int:
     """How many packet sockets of this network namespace are bound to interface ``ifindex``
-    (another program's: call before opening one's own)."""
+    (another program's: call before opening one's own). Sockets bound to every interface
+    (index 0, e.g. ``tcpdump -i any``) do not count."""
     try:
-        with open("/proc/net/packet", encoding="ascii") as table:
-            rows = table.read().splitlines()[1:]
+        with open(table, encoding="ascii") as lines:
+            rows = lines.read().splitlines()[1:]
     except OSError:
         return 0
     count = 0

@@ -4,6 +4,7 @@ tests/integration/test_doctor.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from slac.tools.doctor import (
     judge_role,
     judge_set_key,
     judge_sounding,
+    other_packet_sockets,
 )
 from slac.utils import MacAddress
 
@@ -137,3 +139,18 @@ def test_json_carries_every_field() -> None:
         "advice": "fix interface",
         "data": {},
     }
+
+
+def test_packet_sockets_of_other_programs_are_counted_per_interface(tmp_path: Path) -> None:
+    table = tmp_path / "packet"
+    table.write_text(
+        "sk               RefCnt Type Proto  Iface R Rmem   User   Inode\n"
+        "0000000000000000 3      3    88e1   7     1 0      0      1001\n"
+        "0000000000000000 3      3    0003   7     1 0      0      1002\n"
+        "0000000000000000 3      3    0003   0     1 0      0      1003\n"
+        "0000000000000000 3      3    88e1   9     1 0      0      1004\n"
+    )
+    assert other_packet_sockets(7, str(table)) == 2
+    assert other_packet_sockets(9, str(table)) == 1
+    assert other_packet_sockets(3, str(table)) == 0
+    assert other_packet_sockets(7, str(tmp_path / "missing")) == 0
