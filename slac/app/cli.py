@@ -328,10 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait for an EV to sound and check the modem's CM_ATTEN_PROFILE.IND",
     )
     doctor.add_argument(
-        "--ev-timeout", type=float, default=30.0, help="wait this long for the EV (s, 30)"
+        "--ev-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the EV (s, 30)",
     )
     doctor.add_argument(
-        "--timeout", type=float, default=0.5, help="wait per request and try (s, 0.5; 3 tries)"
+        "--timeout",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="wait per request and try (s, 0.5; 3 tries)",
     )
     key = doctor.add_mutually_exclusive_group()
     key.add_argument(

@@ -341,8 +341,14 @@ async def _slac(
 
 
 async def test_slac_doctor_iface_json_exit_0_for_a_healthy_modem(bed: Bed, tmp_path: Path) -> None:
-    code, out, err = await _slac("doctor", "--iface", bed.interface, "--json", cwd=tmp_path)
+    env = tmp_path / "debug.env"
+    env.write_text("LOG_LEVEL=DEBUG\n")
+    code, out, err = await _slac(
+        "doctor", "--iface", bed.interface, "--json", "--env", str(env), cwd=tmp_path
+    )
     assert code == 0, out + err
+    assert "DEBUG" in err  # the most talkative level, and still no network key in it
+    assert bed.modem.keys_set == 1 and bed.modem.nmk.hex() not in out + err
     document = json.loads(out)
     assert document["version"] == 1 and document["exit_code"] == 0
     assert document["findings"] == 0
