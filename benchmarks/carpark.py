@@ -107,6 +107,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--window", type=float, default=EpisodeSpec.window, help="arrivals (s)")
     parser.add_argument("--loss", type=float, default=EpisodeSpec.loss, help="frame loss share")
     parser.add_argument(
+        "--station-size",
+        type=int,
+        default=EpisodeSpec.station_size,
+        help="charge points per station (one process sharing what its EVSEs heard); 0: none",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -141,7 +147,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     for kind in kinds:
         spec = EpisodeSpec(
-            evses=args.evses, cars=args.cars, window=args.window, loss=args.loss, choice=kind
+            evses=args.evses,
+            cars=args.cars,
+            window=args.window,
+            loss=args.loss,
+            choice=kind,
+            station_size=args.station_size,
         )
         started = time.process_time()
         summary = run_episodes(seeds, spec, config)

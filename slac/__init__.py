@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         SlacError,
         TransportError,
     )
+    from slac.fsm.station import StationView
     from slac.session import (
         MatchingFailedError,
         MatchResult,
@@ -52,6 +53,7 @@ _LAZY = {
     "SlacEvseSession": "slac.session",
     "SlacSession": "slac.session",
     "SlacSessionController": "slac.session",
+    "StationView": "slac.fsm.station",
 }
 
 
@@ -82,6 +84,7 @@ __all__ = [
     "SlacEvseSession",
     "SlacSession",
     "SlacSessionController",
+    "StationView",
     "TransportError",
     "__version__",
 ]

@@ -573,16 +573,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-#: A part of the table: its title, the settings class, and the name users reach it by.
+#: A part of the table: its title (a heading), the settings class, a sentence about them.
 Group = tuple[str, Any, str]
 
 
 def markdown_table(groups: Sequence[Group]) -> str:
-    """The configuration table in Markdown: one sub-table per group."""
+    """The configuration table in Markdown: one heading and table per group."""
     out: list[str] = []
-    for title, cls, owner in groups:
-        out.append(f"**{title}** (`{owner}`)")
-        out.append("")
+    for title, cls, note in groups:
+        out += [f"## {title}", "", note, ""]
         out.append("| Variable | Field | Default | Unit | Allowed | Meaning |")
         out.append("|---|---|---|---|---|---|")
         for f, meta in settings_of(cls):

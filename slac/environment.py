@@ -238,10 +238,24 @@ def load_settings(env_path: EnvPath, *classes: Any) -> tuple[Any, ...]:
 
 #: The configuration table's parts (README.md or docs/configuration.md, "Configuration").
 TABLE_GROUPS: tuple[Group, ...] = (
-    ("EVSE matching", MatchingConfig, "slac.Config"),
-    ("Modem: key and link supervision", ModemConfig, "slac.Config"),
-    ("EV (`slac ev`)", EvConfig, "slac.config.EvConfig"),
-    ("Application (`slac evse`, `slac ev`, the examples)", AppSettings, "AppSettings"),
+    (
+        "EVSE matching",
+        MatchingConfig,
+        "Fields of `slac.config.MatchingConfig`, and so of `slac.Config`.",
+    ),
+    (
+        "Modem",
+        ModemConfig,
+        "The key (CM_SET_KEY) and link supervision: fields of `slac.config.ModemConfig`, and so "
+        "of `slac.Config`.",
+    ),
+    ("EV", EvConfig, "Fields of `slac.config.EvConfig`; `slac ev` reads them (its options win)."),
+    (
+        "Application",
+        AppSettings,
+        "Fields of `slac.app.settings.AppSettings`: `slac evse`, `slac ev` and the examples read "
+        "them (and `Config`, as deprecated attributes).",
+    ),
 )
 BEGIN = "<!-- BEGIN config-table -->"
 END = "<!-- END config-table -->"
