@@ -16,7 +16,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union, overload
 
@@ -81,7 +81,8 @@ class Config(_Config):
             DeprecationWarning,
             stacklevel=2,
         )
-        _check_field(self, name, value)
+        if name in {f.name for f in fields(self)}:
+            replace(self, **{name: value})  # checked as at construction: ConfigError
         object.__setattr__(self, name, value)
 
     def load_envs(self, env_path: EnvPath = None) -> Config:
@@ -106,14 +107,6 @@ class Config(_Config):
             f.name: "***" if f.name in secret and getattr(self, f.name) else getattr(self, f.name)
             for f in fields(self)
         }
-
-
-def _check_field(obj: Any, name: str, value: Any) -> None:
-    for f, meta in settings_of(obj):
-        if f.name == name and meta.rule is not None and value is not None:
-            why = meta.rule.check(value)
-            if why:
-                raise ConfigError({f"{type(obj).__name__}.{name}": f"{value!r} {why}"})
 
 
 # --- the loader --------------------------------------------------------------------------------
