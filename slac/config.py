@@ -9,8 +9,9 @@ Every field carries a :class:`Setting` as dataclass metadata (``field.metadata["
 its environment variable, its meaning, its unit and the variable's unit (times are seconds in
 Python and milliseconds in the variables of the sub-second ISO timers), the validation rule
 and, for a default of None, what None means. The loader (:mod:`slac.environment`) and the
-README's configuration table are built from this metadata, nothing else. Values are checked
-at construction: a bad one raises :class:`~slac.errors.ConfigError` naming every bad field.
+configuration table (docs/configuration.md) are built from this metadata, nothing else.
+Values are checked at construction: a bad one raises :class:`~slac.errors.ConfigError`
+naming every bad field.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Setting:
 
     #: the environment variable (and ``.env`` key)
     env: str
-    #: the meaning, as the README's table shows it
+    #: the meaning, as the configuration table shows it
     doc: str
     #: the field's unit: s, dB, s/dB, count, bool, list, name, text, path
     unit: str

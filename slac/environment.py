@@ -6,7 +6,7 @@ exists), then the process environment, which wins. Values are typed and validate
 environs; every bad value is reported at once in one :class:`~slac.errors.ConfigError`.
 The process environment is only read, never written.
 
-:func:`config_table` is the README's configuration table, made from the same metadata
+:func:`config_table` is the configuration table (docs/configuration.md), from the same metadata
 (``slac config --markdown`` prints it, ``make config-table`` rewrites it in place).
 """
 
@@ -66,7 +66,7 @@ class Config(_Config):
     """Every setting the library reads, with the ISO 15118-3 defaults, and the loader.
 
     The fields are :class:`slac.config.MatchingConfig`'s and :class:`slac.config.ModemConfig`'s
-    (times in seconds, attenuations in dB; the variables' units are in the README's table),
+    (times in seconds, attenuations in dB; the variables' units are in the configuration table),
     then the application's (:class:`slac.app.settings.AppSettings`: deprecated here, except
     ``pcap_file``, which :class:`slac.SlacEvseSession` reads). Construct it directly
     (``Config(slac_init_timeout=20)``: checked at once) or from the environment
@@ -229,7 +229,7 @@ def load_settings(env_path: EnvPath, *classes: Any) -> tuple[Any, ...]:
 
 # --- the table ---------------------------------------------------------------------------------
 
-#: The configuration table's parts (README.md or docs/configuration.md, "Configuration").
+#: The configuration table's parts (docs/configuration.md).
 TABLE_GROUPS: tuple[Group, ...] = (
     (
         "EVSE matching",

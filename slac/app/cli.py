@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config",
         help="print the table of every setting (environment variable, default, unit, rule)",
         description="Print the configuration table (Markdown), made from the settings' "
-        "declarations (slac.config, slac.app.settings): the README's table.",
+        "declarations (slac.config, slac.app.settings), as docs/configuration.md shows it.",
     )
     config.add_argument(
         "--markdown", action="store_true", help="print the table in Markdown (the default)"
