@@ -5,6 +5,7 @@ state machines import the settings without environs or python-dotenv."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import subprocess
@@ -299,3 +300,37 @@ def test_the_package_has_no_import_cycle() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cycles 0" in done.stdout
+
+
+def test_slac_ev_takes_the_ev_variables_and_its_options_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import slac.ev
+    from slac.app.cli import main
+
+    seen: list[tuple[Config, EvConfig]] = []
+
+    class NoEvse:  # records what `slac ev` built; finds no EVSE
+        def __init__(self, iface: str, config: Config, ev_config: EvConfig, **_: Any) -> None:
+            seen.append((config, ev_config))
+
+        async def match(self) -> None:
+            raise slac.ev.EvMatchingFailedError("no EVSE answered")
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(slac.ev, "SlacEvSession", NoEvse)
+    env = tmp_path / "ev.env"
+    env.write_text("EV_ATTEN_LIMIT=30\nEV_CHOICE=first\nEV_NUM_SOUNDS=8\nSET_KEY_TIMEOUT=500\n")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:  # `slac ev` sets up logging (LOG_LEVEL): put the test's back afterwards
+        assert main(["ev", "--iface", "ev0", "--env", str(env), "--choice", "lowest"]) == 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "no match: no EVSE answered" in capsys.readouterr().out
+    ((config, ev),) = seen
+    assert (ev.atten_limit, ev.num_sounds, ev.choice) == (30.0, 8, "lowest")
+    assert config.set_key_timeout == pytest.approx(0.5)
