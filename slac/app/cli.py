@@ -1,7 +1,8 @@
 """The ``slac`` command (also ``python -m slac``).
 
 Subcommands: run the station's EVSEs (``evse``), ``capture`` SLAC frames to a pcap file,
-``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``.
+``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``, check the modems
+(``doctor``), print the configuration table (``config``).
 Errors are one line on stderr; exit codes: 0 success, 1 the thing checked failed (a
 violation, no match), 2 bad usage or environment (a missing file, no permission).
 """
@@ -166,6 +167,36 @@ def _ev(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from slac.app.logs import configure_logging
+    from slac.app.settings import AppSettings
+    from slac.app.station import load_station
+    from slac.environment import Config, load_settings
+    from slac.tools.doctor import DoctorOptions, diagnose
+
+    if args.timeout <= 0 or args.ev_timeout <= 0:
+        print("error: --timeout and --ev-timeout must be more than 0 s", file=sys.stderr)
+        return 2
+    config, settings = load_settings(args.env, Config, AppSettings)
+    if args.iface:
+        interfaces: list[tuple[str, Optional[str]]] = [(name, None) for name in args.iface]
+    else:
+        specs = load_station(args.config or Path("cs_configuration.json"))
+        interfaces = [(spec.network_interface, spec.evse_id) for spec in specs]
+    configure_logging(settings)
+    options = DoctorOptions(
+        timeout=args.timeout,
+        accepted=tuple(config.set_key_result_ok),
+        key=args.key,
+        with_ev=args.with_ev,
+        ev_timeout=args.ev_timeout,
+        settle_time=config.set_key_settle_time,
+    )
+    report = asyncio.run(diagnose(interfaces, options))
+    print(report.to_json() if args.json else report.to_text())
+    return report.exit_code
+
+
 def _config(args: argparse.Namespace) -> int:
     from slac.environment import BEGIN, END, config_table, update_table
 
@@ -296,6 +327,64 @@ def build_parser() -> argparse.ArgumentParser:
         "identifier)",
     )
     ev.set_defaults(func=_ev)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check each interface's modem before the first car: permission, interface, "
+        "firmware, key, link status, role, sounding (root)",
+        description="Check each interface and its GreenPHY modem and say what to do about "
+        "each finding. Exit code 0: nothing found, 1: a finding, 2: bad usage. The set-key "
+        "check gives the modem a fresh random key (as slac evse does after an unplug); it is "
+        "skipped while another program (a running slac evse) uses the interface.",
+    )
+    where = doctor.add_mutually_exclusive_group()
+    where.add_argument(
+        "--iface", action="append", metavar="IF", help="interface to check (repeatable)"
+    )
+    where.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="station file whose interfaces to check (default: cs_configuration.json)",
+    )
+    doctor.add_argument("--env", type=Path, default=None, help=".env file (SET_KEY_RESULT_OK, ...)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--with-ev",
+        action="store_true",
+        help="wait for an EV to sound and check the modem's CM_ATTEN_PROFILE.IND",
+    )
+    doctor.add_argument(
+        "--ev-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the EV (s, 30)",
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="wait per request and try (s, 0.5; 3 tries)",
+    )
+    key = doctor.add_mutually_exclusive_group()
+    key.add_argument(
+        "--set-key",
+        dest="key",
+        action="store_const",
+        const="set",
+        default="auto",
+        help="run the set-key check even while another program uses the interface",
+    )
+    key.add_argument(
+        "--keep-key",
+        dest="key",
+        action="store_const",
+        const="keep",
+        help="skip the set-key check: leave the modem's key as it is",
+    )
+    doctor.set_defaults(func=_doctor)
 
     config = sub.add_parser(
         "config",

@@ -78,6 +78,30 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_tools.py::POWERLINE_COMMANDS",
         '"powerline",\n            "--"',
     ),
+    "slac doctor [--iface IF | --config cs_configuration.json] [--json] [--with-ev]": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"doctor"',
+    ),
+    "sudo .venv/bin/slac doctor --config cs_configuration.json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_config_text_exit_1_names_the_finding_and_what_to_do",
+        '"--config"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"--json"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --with-ev": (
+        "tests/integration/test_doctor.py::test_slac_doctor_with_ev_passes_when_our_ev_sounds",
+        '"--with-ev"',
+    ),
+    "sudo .venv/bin/slac powerline -- --evse-role ev --set-key-result 0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        '"--evse-role"',
+    ),
+    "sudo ip netns exec slacevse1212x1 .venv/bin/slac doctor --iface evse0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        "netns=namespace",
+    ),
     "make powerline": ("tests/integration/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
     ".venv/bin/python -m slac.testing.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
         "tests/integration/test_tools.py::POWERLINE_COMMANDS",
