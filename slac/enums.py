@@ -163,15 +163,6 @@ TP_EV_BATCH_MSG_INTERVAL = 0.02
 TP_EV_BATCH_MSG_INTERVAL_MAX = 0.05
 #: TP_match_response: the performance time of an answer to a request (ISO 15118-5: 100 ms).
 TP_MATCH_RESPONSE = 0.1
-#: ATTEN_RESULTS_TIMEOUT upper bound: the EVSE must answer before the EV's 1200 ms run out.
-ATTEN_RESULTS_TIMEOUT_MAX_MS = 1050
-#: A CM_SLAC_MATCH.REQ from an EV heard this much worse (dB, mean over the groups) than
-#: another EV still choosing waits for that EV (naive EVs take the first CM_ATTEN_CHAR.IND;
-#: the own cable is heard at least 6 dB better than crosstalk).
-MATCH_HOLD_MARGIN_DB = 3.0
-#: CM_ATTEN_CHAR.IND goes out this long (s) per dB of mean attenuation after the EV's last
-#: sound: the EVSE that hears an EV best answers first (6 dB apart: 24 ms).
-ATTEN_CHAR_DELAY_PER_DB = 0.004
 
 #: CM_SET_KEY.CNF Result values: HomePlug says 0 is success, QCA modems send 1 on success.
 SET_KEY_RESULT_HPGP_SUCCESS = 0x00

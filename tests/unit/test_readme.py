@@ -62,6 +62,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"-w"',
     ),
+    "slac config [--update FILE...]": (
+        "tests/unit/test_config.py::test_slac_config_update_without_markers_is_an_error",
+        '"--update"',
+    ),
     "slac analyze FILE [--json] [--plot out.png] [--strict]": (
         "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"--plot"',

@@ -53,13 +53,11 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from slac.config import ATTEMPT_PAUSE, CHOICES, EvConfig
 from slac.enums import PLC_LOCAL_MAC, RUN_ID_LEN, TT_MATCHING_REPETITION
 from slac.environment import Config
 from slac.errors import DecodeError
 from slac.fsm.ev import (
-    ATTEMPT_PAUSE,
-    CHOICES,
-    EvConfig,
     EvEvent,
     EvMatched,
     EvMatcher,
