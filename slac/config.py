@@ -242,7 +242,9 @@ class MatchingConfig(Settings):
         doc="A CM_SLAC_MATCH.REQ from an EV heard this much worse (mean attenuation) than "
         "another EV still choosing waits for that EV, within the requesting EV's retries (EVs "
         "that take the first CM_ATTEN_CHAR.IND pair with the wrong EVSE otherwise; the own "
-        "cable is heard at least 6 dB better than crosstalk); 0 turns it off",
+        "cable is heard at least 6 dB better than crosstalk); and one from an EV that another "
+        "EVSE of this station (one process, a shared StationView) heard this much better is "
+        "not answered; 0 turns both off",
     )
     atten_char_retries: int = setting(
         enums.C_EV_MATCH_RETRY,
