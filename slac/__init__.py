@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         SlacError,
         TransportError,
     )
-    from slac.fsm.station import StationView
+    from slac.fsm.station_view import StationView
     from slac.session import (
         MatchingFailedError,
         MatchResult,
@@ -53,7 +53,7 @@ _LAZY = {
     "SlacEvseSession": "slac.session",
     "SlacSession": "slac.session",
     "SlacSessionController": "slac.session",
-    "StationView": "slac.fsm.station",
+    "StationView": "slac.fsm.station_view",
 }
 
 

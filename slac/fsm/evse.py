@@ -87,7 +87,7 @@ from slac.fsm.events import (
     RunEnded,
     Stopped,
 )
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.messages import (
     ZERO_ID,
     AmpMapCnf,

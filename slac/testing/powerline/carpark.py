@@ -65,7 +65,7 @@ from slac.fsm.ev import (
 )
 from slac.fsm.events import Event, Matched, MatchingFailed, Outgoing
 from slac.fsm.evse import EvseMatcher
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.messages import (
     Frame,
     SetKeyCnf,
@@ -717,7 +717,7 @@ class Carpark:
     ``delay_jitter`` seconds per delivery; ``jitter`` the dB spread of the profiles' groups.
     A car still unresolved ``max_plugged`` seconds after plug-in leaves anyway (stuck).
     ``station_size`` charge points in a row form one station (one ``slac evse`` process,
-    one :class:`~slac.fsm.station.StationView`); 0: every EVSE decides alone.
+    one :class:`~slac.fsm.station_view.StationView`); 0: every EVSE decides alone.
     """
 
     def __init__(
