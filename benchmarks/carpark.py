@@ -81,6 +81,7 @@ def evse_config(settings: list[str]) -> Config:
     """The EVSEs' settings: the defaults, changed by NAME=VALUE items (Config fields)."""
     config = Config()
     fields = {f.name: f for f in dataclasses.fields(Config)}
+    changes: dict[str, Any] = {}
     for item in settings:
         name, _, value = item.partition("=")
         if name not in fields or not value:
@@ -92,8 +93,8 @@ def evse_config(settings: list[str]) -> Config:
             parsed = type(current)(value)
         else:
             parsed = value
-        setattr(config, name, parsed)
-    return config
+        changes[name] = parsed
+    return dataclasses.replace(config, **changes)  # checked: a bad value is a ConfigError
 
 
 def main(argv: Optional[list[str]] = None) -> int:

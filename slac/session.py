@@ -42,7 +42,7 @@ from slac.fsm.modem import (
     ModemFound,
     ModemMachine,
 )
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.host import ModemHost
 from slac.messages import Frame
 from slac.sockets.async_linux_socket import RawSocket
@@ -151,7 +151,7 @@ class SlacEvseSession(SlacSession):
     injects another). ``sudo_hint``: how your program runs as root (a command), added to the
     error when the raw socket may not be opened. ``station``: what the other EVSEs of this
     station (this process) heard of each EV, shared by their sessions (see
-    :mod:`slac.fsm.station`); None: this EVSE decides alone.
+    :mod:`slac.fsm.station_view`); None: this EVSE decides alone.
     """
 
     def __init__(

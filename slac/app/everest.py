@@ -62,8 +62,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from slac.app.mqtt import MqttUrl, connect_forever, parse_mqtt_url, run_until_first_ends
 from slac.app.service import DlinkCommand, EvseService, StateReport
+from slac.app.settings import AppSettings
 from slac.app.station import EvseSpec
-from slac.environment import Config
 from slac.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class EverestSlacApi:
         service: EvseService,
         url: MqttUrl,
         modules: Mapping[str, str],
-        config: Optional[Config] = None,
+        config: Optional[AppSettings] = None,
         *,
         communication_check_period: float = COMMUNICATION_CHECK_PERIOD,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,

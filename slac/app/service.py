@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, TextIO
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.session import SessionState, SlacEvseSession, SlacSession, SlacSessionController
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class EvseService(SlacSessionController):
         self.config = config or Config()
         self.sessions: dict[str, SlacEvseSession] = {}
         #: what the station's EVSEs heard of each EV: an EVSE leaves a car that another one
-        #: hears clearly better to that one (slac.fsm.station)
+        #: hears clearly better to that one (slac.fsm.station_view)
         self.station = StationView()
         for spec in evses:
             session = session_factory(spec.evse_id, spec.network_interface, self.config)

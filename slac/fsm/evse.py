@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional, Union
 
+from slac.config import MatchingConfig
 from slac.enums import (
     APPLICATION_TYPE_PEV_EVSE,
     ATTEN_CHAR_RESULT_SUCCESS,
@@ -75,7 +76,6 @@ from slac.enums import (
     TT_MATCH_RESPONSE,
     ValidateResult,
 )
-from slac.environment import Config
 from slac.fsm.events import (
     AttemptFailed,
     Event,
@@ -87,7 +87,7 @@ from slac.fsm.events import (
     RunEnded,
     Stopped,
 )
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.messages import (
     ZERO_ID,
     AmpMapCnf,
@@ -299,7 +299,7 @@ class MatchRecord:
     cnf: SlacMatchCnf
 
 
-def plug_in_time_limit(config: Config) -> float:
+def plug_in_time_limit(config: MatchingConfig) -> float:
     """The longest a plug-in stays WAITING, from :meth:`EvseMatcher.start` to Matched or
     MatchingFailed, whatever the stations on the powerline send (82.1 s with the defaults).
 
@@ -340,7 +340,7 @@ class EvseMatcher:
         evse_mac: bytes,
         nmk: bytes,
         nid: bytes,
-        config: Optional[Config] = None,
+        config: Optional[MatchingConfig] = None,
         *,
         log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
         station: Optional[StationView] = None,
@@ -349,7 +349,7 @@ class EvseMatcher:
         #: what the other EVSEs of this station heard (None: this EVSE decides alone)
         self.station = station
         self.modem_mac: Optional[MacAddress] = None
-        self.config = config or Config()
+        self.config = config or MatchingConfig()
         self.log = log or logger
         self._nmk = nmk
         self._nid = nid
@@ -1506,7 +1506,7 @@ def _ms(seconds: float) -> float:
     return seconds * 1000.0
 
 
-def _latest_turn(config: Config) -> float:
+def _latest_turn(config: MatchingConfig) -> float:
     """The latest CM_ATTEN_CHAR.IND after the first CM_START_ATTEN_CHAR.IND: it and its
     C_EV_match_retry resends still go out TP_match_response before the EV's
     TT_EV_atten_results runs out (0.7 s)."""

@@ -47,11 +47,12 @@ def test_every_page_is_in_the_navigation() -> None:
 
 
 def test_the_configuration_table_sits_between_its_markers() -> None:
-    """The block another tool generates: one BEGIN, one END, a table between them."""
+    """The block `make config-table` generates (tests/unit/test_config.py checks that it is
+    the generated one): one BEGIN, one END, tables between them."""
     text = (DOCS / "configuration.md").read_text()
     assert text.count("<!-- BEGIN config-table -->") == 1
     assert text.count("<!-- END config-table -->") == 1
     block = text.split("<!-- BEGIN config-table -->\n")[1].split("<!-- END config-table -->")[0]
-    rows = block.strip().splitlines()
-    assert rows[0] == "| Variable | Default | Unit | Meaning |"
-    assert all(row.startswith("| ") and row.endswith(" |") for row in rows[2:])
+    rows = [row for row in block.splitlines() if row.startswith("|")]
+    assert rows[0].startswith("| Variable | ")
+    assert all(row.endswith("|") for row in rows)

@@ -15,8 +15,8 @@ from ..conftest import ROOT
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no ./.env unless a test writes one
 
 
@@ -127,5 +127,5 @@ def test_init_timeout_outside_iso_range_is_accepted_with_a_warning(
 
 def test_every_variable_is_documented_in_the_configuration_page() -> None:
     page = (ROOT / "docs" / "configuration.md").read_text()
-    for var in VARIABLES:
-        assert f"`{var.name}`" in page, var.name
+    for name in VARIABLES:
+        assert f"`{name}`" in page, name

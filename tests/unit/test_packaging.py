@@ -84,7 +84,7 @@ def test_compose_files_name_files_that_exist(name: str) -> None:
     # every variable an env file sets is one the program knows
     from slac.environment import VARIABLES
 
-    known = {v.name for v in VARIABLES}
+    known = set(VARIABLES)
     for reference in references:
         if reference.startswith(".env"):
             for line in (ROOT / reference).read_text().splitlines():

@@ -66,6 +66,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"-w"',
     ),
+    "slac config [--update FILE...]": (
+        "tests/unit/test_config.py::test_slac_config_update_without_markers_is_an_error",
+        '"--update"',
+    ),
     "slac analyze FILE [--json] [--plot out.png] [--strict]": (
         "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"--plot"',
@@ -77,6 +81,30 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "slac powerline -- --evs 1 --evses 1 [--crosstalk 50]": (
         "tests/integration/test_tools.py::POWERLINE_COMMANDS",
         '"powerline",\n            "--"',
+    ),
+    "slac doctor [--iface IF | --config cs_configuration.json] [--json] [--with-ev]": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"doctor"',
+    ),
+    "sudo .venv/bin/slac doctor --config cs_configuration.json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_config_text_exit_1_names_the_finding_and_what_to_do",
+        '"--config"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"--json"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --with-ev": (
+        "tests/integration/test_doctor.py::test_slac_doctor_with_ev_passes_when_our_ev_sounds",
+        '"--with-ev"',
+    ),
+    "sudo .venv/bin/slac powerline -- --evse-role ev --set-key-result 0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        '"--evse-role"',
+    ),
+    "sudo ip netns exec slacevse1212x1 .venv/bin/slac doctor --iface evse0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        "netns=namespace",
     ),
     "make powerline": ("tests/integration/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
     ".venv/bin/python -m slac.testing.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501

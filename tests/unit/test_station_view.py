@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slac.fsm.station import MAX_EVS_PER_EVSE, StationView
+from slac.fsm.station_view import MAX_EVS_PER_EVSE, StationView
 
 A, B, C = b"\x02\x00\x00\x00\x00\x0a", b"\x02\x00\x00\x00\x00\x0b", b"\x02\x00\x00\x00\x00\x0c"
 EV, EV2 = b"\x02\x00\x00\x00\x01\x01", b"\x02\x00\x00\x00\x01\x02"

@@ -53,13 +53,11 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from slac.config import ATTEMPT_PAUSE, CHOICES, EvConfig
 from slac.enums import PLC_LOCAL_MAC, RUN_ID_LEN, TT_MATCHING_REPETITION
 from slac.environment import Config
 from slac.errors import DecodeError
 from slac.fsm.ev import (
-    ATTEMPT_PAUSE,
-    CHOICES,
-    EvConfig,
     EvEvent,
     EvMatched,
     EvMatcher,
@@ -67,7 +65,7 @@ from slac.fsm.ev import (
 )
 from slac.fsm.events import Event, Matched, MatchingFailed, Outgoing
 from slac.fsm.evse import EvseMatcher
-from slac.fsm.station import StationView
+from slac.fsm.station_view import StationView
 from slac.messages import (
     Frame,
     SetKeyCnf,
@@ -719,7 +717,7 @@ class Carpark:
     ``delay_jitter`` seconds per delivery; ``jitter`` the dB spread of the profiles' groups.
     A car still unresolved ``max_plugged`` seconds after plug-in leaves anyway (stuck).
     ``station_size`` charge points in a row form one station (one ``slac evse`` process,
-    one :class:`~slac.fsm.station.StationView`); 0: every EVSE decides alone.
+    one :class:`~slac.fsm.station_view.StationView`); 0: every EVSE decides alone.
     """
 
     def __init__(
