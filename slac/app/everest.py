@@ -106,16 +106,18 @@ API_STATES = {
 
 def parse_everest_url(url: str) -> MqttUrl:
     """mqtt://host[:port][/prefix]: the prefix before the module ids (default
-    ``everest_api/1/slac``); ValueError in plain words."""
+    ``everest_api/1/slac``); ValueError in plain words, naming the URL as given."""
     if "#" in url:  # urlsplit would take it for a fragment
         raise ValueError(f"{url!r}: the prefix must not contain MQTT wildcards (+ or #)")
+    full = url
     split = url.split("://", 1)
     if len(split) == 2 and "/" not in split[1].strip("/"):
-        url = url.rstrip("/") + "/" + DEFAULT_PREFIX
+        full = url.rstrip("/") + "/" + DEFAULT_PREFIX
     try:
-        return parse_mqtt_url(url)
+        return parse_mqtt_url(full)
     except ValueError as exc:
-        raise ValueError(str(exc).replace("expected stdin or ", "expected ")) from None
+        why = str(exc).split(": ", 1)[-1].replace("expected stdin or ", "expected ")
+        raise ValueError(f"{url!r}: {why}") from None
 
 
 def module_ids(specs: Iterable[EvseSpec]) -> dict[str, str]:

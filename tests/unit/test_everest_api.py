@@ -5,8 +5,11 @@ Mosquitto is tests/integration/test_everest.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from slac.app.cli import main
 from slac.app.everest import API_STATES, module_ids, parse_command, parse_everest_url
 from slac.app.station import EvseSpec, parse_station
 from slac.errors import ConfigError
@@ -83,3 +86,21 @@ def test_e2m_payloads_as_slac_api_sends_them_and_bad_ones_in_plain_words() -> No
 def test_our_states_map_onto_slac_apis_three() -> None:
     assert set(API_STATES.values()) == {"UNMATCHED", "MATCHING", "MATCHED"}
     assert API_STATES["failed"] == "UNMATCHED"
+
+
+def test_slac_evse_everest_usage_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    station = tmp_path / "station.json"
+    station.write_text('{"parameters": [{"evse_id": "a/b", "network_interface": "eth1"}]}')
+    env = tmp_path / "empty.env"
+    env.write_text("")
+    base = ["evse", "--config", str(station), "--env", str(env)]
+    for args, why in [
+        (["--everest", "http://x"], "--everest 'http://x': expected mqtt://"),
+        (["--everest", "mqtt://x", "--cp", "stdin"], "no --cp"),
+        (["--everest", "mqtt://127.0.0.1:1"], 'give it an "everest_module_id"'),
+    ]:
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
