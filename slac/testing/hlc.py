@@ -11,21 +11,45 @@ first SDP request (``SDPRequest``), the SDP response (``SDPResponse``), the TCP 
 
 :func:`evcc_command` is the command line; run it inside an EV host's namespace
 (``Netns.command``). :func:`hlc_missing` says what is missing to run it here, if anything.
+:class:`JsonLinesProcess` runs a program that reports in JSON lines (the EVCC, and
+examples/iso15118_station.py) and lets a test or the demo wait for what it reports.
+:class:`HlcSite` is the whole bed of ``make demo-hlc`` and tests/integration/test_hlc.py: a
+virtual powerline, examples/iso15118_station.py on the EVSE host, our EV and the EVCC on the EV
+host.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import fcntl
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import socket
+import struct
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from slac.ev import EvMatchResult, SlacEvSession
+from slac.testing.config import fast_config
+from slac.testing.netns import Netns
+from slac.testing.powerline import Powerline, Topology
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+STATION = ROOT / "examples" / "iso15118_station.py"
+EVSE_ID = "DE*SWT*E123456789"
+#: the station's settings: fast key changes (the virtual modems take a key at once)
+STATION_ENV = "LOG_LEVEL=INFO\nSET_KEY_SETTLE_TIME=0\nSET_KEY_TIMEOUT=500\nLINK_CHECK_PERIOD=0.2\n"
 
 #: the energy transfer mode the simulated EV asks for, by protocol (iso15118's names)
 ENERGY_MODES = {
@@ -69,6 +93,275 @@ def evcc_command(interface: str, protocol: str = "ISO_15118_2") -> list[str]:
             "--protocol", protocol]  # fmt: skip
 
 
+class JsonLinesProcess:
+    """A child process whose stdout is JSON lines (other lines are passed on as they are) and
+    whose stderr is its log: both go to ``echo`` (``"out"`` or ``"err"``, the line)."""
+
+    def __init__(self, args: Sequence[str], echo: Callable[[str, str], None], **kwargs: Any):
+        self.args = list(args)
+        self.kwargs = kwargs
+        self.echo = echo
+        self.events: list[dict[str, Any]] = []
+        self.log: list[str] = []
+        self.process: Optional[asyncio.subprocess.Process] = None
+        self._changed = asyncio.Event()
+        self._readers: list[asyncio.Future[None]] = []
+
+    async def start(self) -> JsonLinesProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            **self.kwargs,
+        )  # fmt: skip
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            asyncio.ensure_future(self._read(self.process.stdout, "out")),
+            asyncio.ensure_future(self._read(self.process.stderr, "err")),
+        ]
+        return self
+
+    async def _read(self, stream: asyncio.StreamReader, name: str) -> None:
+        async for raw in stream:
+            line = raw.decode(errors="replace").rstrip()
+            if name == "err":
+                self.log.append(line)
+                self._changed.set()
+            else:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                if isinstance(event, dict):
+                    self.events.append(event)
+                    self._changed.set()
+            self.echo(name, line)
+        self._changed.set()
+
+    async def write(self, line: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float, *, after: int = 0
+    ) -> dict[str, Any]:
+        """The first event from index ``after`` on for which ``predicate`` holds; TimeoutError
+        (with the log's tail) when none came within ``timeout`` s or the process ended."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for event in self.events[after:]:
+                if predicate(event):
+                    return event
+            self._check_alive(deadline, f"no such event within {timeout} s")
+            await self._changed_within(deadline)
+
+    async def wait_for_log(self, text: str, timeout: float, *, after: int = 0) -> str:
+        """The first log line from index ``after`` on that contains ``text``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for line in self.log[after:]:
+                if text in line:
+                    return line
+            self._check_alive(deadline, f"no log line with {text!r} within {timeout} s")
+            await self._changed_within(deadline)
+
+    def _check_alive(self, deadline: float, why: str) -> None:
+        ended = self.process is not None and all(r.done() for r in self._readers)
+        if ended or asyncio.get_running_loop().time() >= deadline:
+            tail = "\n".join(self.log[-15:])
+            reason = "it ended" if ended else why
+            raise TimeoutError(f"{' '.join(self.args[-3:])}: {reason}; its log ends:\n{tail}")
+
+    async def _changed_within(self, deadline: float) -> None:
+        self._changed.clear()
+        left = deadline - asyncio.get_running_loop().time()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(left, 0.0))
+
+    async def wait(self, timeout: float) -> int:
+        """The exit code, once it ended (killed after ``timeout`` s)."""
+        assert self.process is not None
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        await asyncio.gather(*self._readers)
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    async def stop(self, timeout: float = 10.0) -> int:
+        """Close its stdin (if it has one), then terminate it if it is still running."""
+        assert self.process is not None
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.process.wait(), timeout)
+        if self.process.returncode is None:
+            self.process.terminate()
+        return await self.wait(timeout)
+
+
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_STXCSUM = 0x17  # set TX checksum offload
+
+
+def disable_tx_checksum_offload(interface: str, netns: Optional[Netns] = None) -> None:
+    """``ethtool -K <interface> tx off``: the kernel computes the TCP/UDP checksums of what
+    the interface sends. Needed on the host ends of the virtual powerline: a veth pair hands
+    the other end a frame whose checksum is left to the hardware, and the powerline, which
+    moves raw frames from one modem end to another, would pass it on unfinished (the
+    receiving host drops every UDP and TCP packet; ICMPv6, as ping sends it, is unaffected).
+    OSError when the interface does not exist or this process may not change it."""
+
+    def call() -> None:
+        command = ctypes.create_string_buffer(struct.pack("II", _ETHTOOL_STXCSUM, 0))
+        request = struct.pack("16sP", interface.encode(), ctypes.addressof(command))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, request)
+
+    if netns is None:
+        call()
+    else:
+        netns.call(call)
+
+
+def _quiet(_stream: str, _line: str) -> None:
+    pass
+
+
+class HlcSite:
+    """A virtual powerline with one EVSE host (examples/iso15118_station.py) and one EV host.
+
+        async with HlcSite() as site:
+            await site.plug_in()            # CP B at the station; it signals 5 % PWM
+            await site.match()              # our EV: SLAC, then its modem joins the network
+            evcc = await site.start_evcc()  # iso15118's EVCC on the EV host
+
+    ``echo(source, line)`` sees every line of the station and the EVCC (``source``:
+    ``station``, ``station log``, ``evcc``, ``evcc log``).
+    """
+
+    def __init__(self, echo: Callable[[str, str], None] = _quiet, attenuation: float = 20.0):
+        self.echo = echo
+        self.attenuation = attenuation
+        self.topo = Topology(evs=1, evses=1, evse_netns=True)
+        self.powerline: Optional[Powerline] = None
+        self.station: Optional[JsonLinesProcess] = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="slac-hlc-")
+        self.ev_result: Optional[EvMatchResult] = None
+
+    async def __aenter__(self) -> HlcSite:
+        try:
+            self.topo.create()
+            assert self.topo.evse_netns is not None
+            disable_tx_checksum_offload(self.topo.evse_interfaces[0], self.topo.evse_netns)
+            disable_tx_checksum_offload(self.topo.ev_interface, self.topo.ev_netns[0])
+            medium = self.topo.medium(attenuation=self.attenuation)
+            netns = self.topo.plc_netns
+            self.powerline = await Powerline(medium, self.topo.modem_interfaces(), netns).start()
+            await self.start_station()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.close()
+
+    async def start_station(self) -> JsonLinesProcess:
+        tmp = Path(self._tmp.name)
+        station = tmp / "cs_configuration.json"
+        interface = self.topo.evse_interfaces[0]
+        station.write_text(
+            json.dumps(
+                {
+                    "number_of_evses": 1,
+                    "parameters": [{"evse_id": EVSE_ID, "network_interface": interface}],
+                }
+            )
+        )
+        env = tmp / "station.env"
+        env.write_text(STATION_ENV)
+        assert self.topo.evse_netns is not None
+        command = [sys.executable, str(STATION), "--config", str(station), "--env", str(env)]
+        self.station = JsonLinesProcess(
+            self.topo.evse_netns.command(command),
+            lambda stream, line: self.echo("station" if stream == "out" else "station log", line),
+            stdin=asyncio.subprocess.PIPE,
+            cwd=str(ROOT),
+        )
+        await self.station.start()
+        await self.station.wait_for(lambda event: event.get("state") == "unmatched", 60)
+        return self.station
+
+    async def cp(self, state: str) -> None:
+        assert self.station is not None
+        await self.station.write(state)
+
+    async def plug_in(self) -> float:
+        """CP B at the station; returns once it signals 5 % PWM (ready to match). The time of
+        the plug-in (``time.time()``)."""
+        assert self.station is not None
+        after = len(self.station.log)
+        plugged = time.time()
+        await self.cp("B")
+        await self.station.wait_for_log("ready to match", 10, after=after)
+        return plugged
+
+    def ev(self) -> SlacEvSession:
+        return SlacEvSession(
+            self.topo.ev_interface, fast_config(), netns=self.topo.ev_netns[0].name
+        )
+
+    async def match(self) -> tuple[float, float]:
+        """Our EV: SLAC with the station, then the received key into its modem (it joins the
+        logical network). The times both ended (``time.time()``)."""
+        ev = self.ev()
+        try:
+            self.ev_result = await asyncio.wait_for(ev.match(join=False), 30)
+            matched = time.time()
+            await ev.set_key(self.ev_result.nmk, self.ev_result.nid)
+            return matched, time.time()
+        finally:
+            await ev.close()
+
+    async def start_evcc(self, protocol: str = "ISO_15118_2") -> JsonLinesProcess:
+        command = self.topo.ev_netns[0].command(evcc_command(self.topo.ev_interface, protocol))
+        evcc = JsonLinesProcess(
+            command,
+            lambda stream, line: self.echo("evcc" if stream == "out" else "evcc log", line),
+            env=hlc_environment(),
+            cwd="/",
+        )
+        return await evcc.start()
+
+    async def udp_15118_bound(self) -> bool:
+        """Whether anything on the EVSE host listens on UDP port 15118 (SDP)."""
+        assert self.topo.evse_netns is not None
+        process = await asyncio.create_subprocess_exec(
+            *self.topo.evse_netns.command(["ss", "-H", "-uln", "sport = :15118"]),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        return bool(out.strip())
+
+    async def close(self) -> None:
+        try:
+            if self.station is not None and self.station.process is not None:
+                await self.station.stop()
+        finally:
+            if self.powerline is not None:
+                self.powerline.close()
+            self.topo.delete()
+            self._tmp.cleanup()
+
+
 def _emit(event: str, when: Optional[float] = None) -> None:
     print(json.dumps({"t": time.time() if when is None else when, "event": event}), flush=True)
 
@@ -97,6 +390,9 @@ class _Timeline(logging.Handler):
                 self.done.set_result(True)
         elif message.startswith("Reason: ") and not self.done.done():
             _emit("failed: " + message[len("Reason: ") :], record.created)
+            self.done.set_result(False)
+        elif message.startswith("SDPRequest was not successful") and not self.done.done():
+            _emit("failed: no SDPResponse", record.created)
             self.done.set_result(False)
 
 
