@@ -84,13 +84,34 @@ def hlc_environment(**extra: str) -> dict[str, str]:
     }
 
 
-def evcc_command(interface: str, protocol: str = "ISO_15118_2") -> list[str]:
+def evcc_command(
+    interface: str, protocol: str = "ISO_15118_2", timeout_scale: float = 1.0
+) -> list[str]:
     """The command that runs the EVCC on ``interface`` (run it in the EV host's namespace,
-    with :func:`hlc_environment` and a working directory without a ``.env``)."""
+    with :func:`hlc_environment` and a working directory without a ``.env``).
+
+    ``timeout_scale`` stretches the simulated EV's wait for each response (ISO 15118-2 and
+    DIN 70121 message timeouts; 1: as the standards say): on a loaded machine iso15118's Java
+    EXI codec misses DIN 70121's 250 ms for CurrentDemandRes."""
     if protocol not in ENERGY_MODES:
         raise ValueError(f"protocol {protocol!r}: one of {', '.join(ENERGY_MODES)}")
     return [sys.executable, "-m", "slac.testing.hlc", "evcc", "--iface", interface,
-            "--protocol", protocol]  # fmt: skip
+            "--protocol", protocol, "--timeout-scale", str(timeout_scale)]  # fmt: skip
+
+
+def _scale_evcc_timeouts(scale: float) -> None:
+    """The EVCC's message timeouts (its states' ``Timeouts`` enums) times ``scale``."""
+    import enum
+
+    from iso15118.evcc.states import din_spec_states, iso15118_2_states, sap_states
+
+    for module in (din_spec_states, iso15118_2_states, sap_states):
+        original = module.Timeouts
+        # __members__: the aliases too (members of equal value, e.g. the many 2 s timeouts)
+        values = {
+            name: float(member.value) * scale for name, member in original.__members__.items()
+        }
+        module.Timeouts = enum.Enum(original.__name__, values, type=float)  # type: ignore[misc]
 
 
 class JsonLinesProcess:
@@ -331,8 +352,12 @@ class HlcSite:
         finally:
             await ev.close()
 
-    async def start_evcc(self, protocol: str = "ISO_15118_2") -> JsonLinesProcess:
-        command = self.topo.ev_netns[0].command(evcc_command(self.topo.ev_interface, protocol))
+    async def start_evcc(
+        self, protocol: str = "ISO_15118_2", timeout_scale: float = 1.0
+    ) -> JsonLinesProcess:
+        """iso15118's EVCC on the EV host (see :func:`evcc_command`)."""
+        args = evcc_command(self.topo.ev_interface, protocol, timeout_scale)
+        command = self.topo.ev_netns[0].command(args)
         evcc = JsonLinesProcess(
             command,
             lambda stream, line: self.echo("evcc" if stream == "out" else "evcc log", line),
@@ -396,7 +421,7 @@ class _Timeline(logging.Handler):
             self.done.set_result(False)
 
 
-async def _run_evcc(interface: str, protocol: str) -> int:
+async def _run_evcc(interface: str, protocol: str, timeout_scale: float) -> int:
     from iso15118.evcc import EVCCHandler  # sets up logging to stdout: move it to stderr
     from iso15118.evcc.controller.simulator import SimEVController
     from iso15118.evcc.evcc_config import EVCCConfig
@@ -404,6 +429,8 @@ async def _run_evcc(interface: str, protocol: str) -> int:
     from iso15118.shared.settings import load_shared_settings
 
     load_shared_settings()  # the EVCC's settings loader does it; we build EVCCConfig directly
+    if timeout_scale != 1.0:
+        _scale_evcc_timeouts(timeout_scale)
     root = logging.getLogger()
     for handler in root.handlers:
         if isinstance(handler, logging.StreamHandler):
@@ -439,12 +466,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     evcc = sub.add_parser("evcc", help="iso15118's EVCC until SessionStopRes")
     evcc.add_argument("--iface", required=True)
     evcc.add_argument("--protocol", choices=sorted(ENERGY_MODES), default="ISO_15118_2")
+    evcc.add_argument("--timeout-scale", type=float, default=1.0, help="see evcc_command")
     args = parser.parse_args(argv)
     why = hlc_missing()
     if why is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
-    return asyncio.run(_run_evcc(args.iface, args.protocol))
+    return asyncio.run(_run_evcc(args.iface, args.protocol, args.timeout_scale))
 
 
 if __name__ == "__main__":
