@@ -12,9 +12,11 @@ block it). iso15118's own log goes to stderr. A real station puts its EVSE contr
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -39,6 +41,7 @@ async def probe_loop_lag(period: float = 0.01) -> None:
 
 
 async def run(interface: str) -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: end with the station
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     from iso15118.secc import SECCHandler  # its logging goes to stdout: move it to stderr

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -271,6 +272,7 @@ class HlcSite:
         self.station: Optional[JsonLinesProcess] = None
         self._tmp = tempfile.TemporaryDirectory(prefix="slac-hlc-")
         self.ev_result: Optional[EvMatchResult] = None
+        self.evccs: list[JsonLinesProcess] = []
 
     async def __aenter__(self) -> HlcSite:
         try:
@@ -364,6 +366,7 @@ class HlcSite:
             env=hlc_environment(),
             cwd="/",
         )
+        self.evccs.append(evcc)
         return await evcc.start()
 
     async def udp_15118_bound(self) -> bool:
@@ -378,6 +381,9 @@ class HlcSite:
 
     async def close(self) -> None:
         try:
+            for evcc in self.evccs:
+                if evcc.process is not None and evcc.process.returncode is None:
+                    await evcc.stop()
             if self.station is not None and self.station.process is not None:
                 await self.station.stop()
         finally:
@@ -472,6 +478,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if why is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: end with the test or demo
     return asyncio.run(_run_evcc(args.iface, args.protocol, args.timeout_scale))
 
 
