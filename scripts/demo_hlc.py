@@ -67,17 +67,35 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.0f} ms"
 
 
-async def demo(verbose: bool, json_out: Optional[Path]) -> int:
+#: the figures, in the order printed: (label, key, unit)
+ROWS = [
+    ("SLAC (CP B to CM_SLAC_MATCH.CNF at the EV)", "slac_s", "s"),
+    ("joining the logical network (the EV modem takes the key)", "join_s", "s"),
+    ("SDP (joined to SDPResponse)", "sdp_s", "s"),
+    ("  the SECC's start (match to ready: Python, Java)", "secc_ready_after_match_s", "s"),
+    ("  the EVCC's start (to its first SDPRequest)", "evcc_start_to_first_sdp_request_s", "s"),
+    ("  the answered SDPRequest to SDPResponse", "sdp_exchange_s", "s"),
+    ("  SDPRequests sent", "sdp_requests", ""),
+    ("SessionSetup (TCP, supportedAppProtocol, SessionSetup)", "session_setup_s", "s"),
+    ("plug-in to SessionSetupRes", "plug_in_to_session_setup_res_s", "s"),
+    ("worst event-loop stall, the SLAC side (the station)", "slac_loop_worst_stall_ms", "ms"),
+    ("worst event-loop stall, the SECC's own process", "secc_loop_worst_stall_ms", "ms"),
+]
+
+
+async def demo(verbose: bool, json_out: Optional[Path], evcc_at: str) -> int:
     async with HlcSite(Echo(verbose)) as site:
         assert site.station is not None
         say("demo", "virtual powerline up; examples/iso15118_station.py runs on the EVSE host")
         plugged = await site.plug_in()
         say("EV", "plugged in (CP B): SLAC starts")
+        if evcc_at == "plug-in":  # a car's HLC stack runs already: SDP until the link is up
+            evcc, started = await site.start_evcc("ISO_15118_2"), time.time()
         matched, joined = await site.match()
         assert site.ev_result is not None
         say("EV", f"matched EVSE {site.ev_result.evse_mac}, joined its logical network")
-        evcc = await site.start_evcc("ISO_15118_2")
-        started = time.time()
+        if evcc_at == "join":
+            evcc, started = await site.start_evcc("ISO_15118_2"), time.time()
         code = await evcc.wait(90)
         if code != 0:
             say("demo", f"FAILED: the EVCC ended with exit code {code}")
@@ -93,40 +111,31 @@ async def demo(verbose: bool, json_out: Optional[Path]) -> int:
             return 1
         say("EV", "unplugged (CP A): the SECC stopped, UDP port 15118 is free")
         times = {e["event"]: e["t"] for e in reversed(evcc.events)}  # the first of each
+        answered = times["SDPResponse"]
+        requests = [e["t"] for e in evcc.events if e["event"] == "SDPRequest"]
         station = {e["hlc"]: e for e in reversed(site.station.events) if "hlc" in e}
-        figures = {
+        figures: dict[str, Any] = {
             "slac_s": matched - plugged,
             "join_s": joined - matched,
-            "sdp_s": times["SDPResponse"] - joined,
-            "evcc_startup_s": times["SDPRequest"] - started,
-            "sdp_exchange_s": times["SDPResponse"] - times["SDPRequest"],
-            "session_setup_s": times["SessionSetupRes"] - times["SDPResponse"],
-            "plug_in_to_session_setup_res_s": times["SessionSetupRes"] - plugged,
+            "sdp_s": answered - joined,
             "secc_ready_after_match_s": station["secc status"]["t"] - matched,
+            "evcc_start_to_first_sdp_request_s": requests[0] - started,
+            "sdp_exchange_s": answered - max(t for t in requests if t <= answered),
+            "sdp_requests": len(requests),
+            "session_setup_s": times["SessionSetupRes"] - answered,
+            "plug_in_to_session_setup_res_s": times["SessionSetupRes"] - plugged,
             "slac_loop_worst_stall_ms": ended["lag_ms"],
             "secc_loop_worst_stall_ms": ended["secc_lag_ms"],
         }
+        print(f"\nISO 15118-2 AC after SLAC, the EVCC started at the {evcc_at}:")
+        for label, key, unit in ROWS:
+            value = figures[key]
+            shown = f"{value * 1000:7.0f} ms" if unit == "s" else f"{value:7.0f} {unit}"
+            print(f"  {label:<58} {shown}")
         print()
-        print("plug-in to SessionSetupRes (ISO 15118-2 AC, iso15118's simulated EV and EVSE)")
-        print(f"  SLAC (CP B to CM_SLAC_MATCH.CNF at the EV)        {ms(figures['slac_s'])}")
-        print(f"  joining the logical network (EV modem's key)     {ms(figures['join_s'])}")
-        print(f"  SDP (EVCC start to SDPResponse)                  {ms(figures['sdp_s'])}")
-        print(f"    of which the EVCC's start (Python, Java)       {ms(figures['evcc_startup_s'])}")
-        print(f"    of which SDPRequest to SDPResponse             {ms(figures['sdp_exchange_s'])}")
-        print(
-            f"  SessionSetup (TCP, supportedAppProtocol, setup)  {ms(figures['session_setup_s'])}"
-        )
-        total = figures["plug_in_to_session_setup_res_s"]
-        print(f"  total                                            {ms(total)}")
-        print(f"  the SECC was ready (Java up, UDP 15118) {ms(figures['secc_ready_after_match_s'])}"
-              " after the match")  # fmt: skip
-        print(f"worst event-loop stall, the SLAC side (station)    "
-              f"{figures['slac_loop_worst_stall_ms']:7.1f} ms")  # fmt: skip
-        print(f"worst event-loop stall, the SECC's own process     "
-              f"{figures['secc_loop_worst_stall_ms']:7.1f} ms")  # fmt: skip
         if json_out is not None:
-            json_out.write_text(json.dumps({**figures, "load": os.getloadavg()}, indent=2))  # noqa: ASYNC240
-        print()
+            record = {**figures, "evcc_at": evcc_at, "load": os.getloadavg()}
+            json_out.write_text(json.dumps(record, indent=2))  # noqa: ASYNC240
         return 0
 
 
@@ -134,6 +143,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="every log line")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--evcc-at",
+        choices=("plug-in", "join"),
+        default="plug-in",
+        help="start the EVCC at the plug-in (default: as in a car, whose HLC stack runs "
+        "already; it repeats SDP until the link is up) or once the EV joined",
+    )
     args = parser.parse_args(argv)
     ok, why = can_create_namespaces()
     if not ok:
@@ -144,7 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {missing}", file=sys.stderr)
         return 2
     loop = asyncio.new_event_loop()
-    task = loop.create_task(demo(args.verbose, args.json))
+    task = loop.create_task(demo(args.verbose, args.json, args.evcc_at))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:

@@ -4,10 +4,11 @@
 
 runs iso15118's EVCC with its simulated EV controller on ``--iface`` (TCP without TLS, one SDP
 cycle), until SessionStopRes (exit 0) or a failed session (exit 1). Its log goes to stderr;
-stdout carries one JSON object per line, ``{"t": <time.time()>, "event": <name>}``, for the
-first SDP request (``SDPRequest``), the SDP response (``SDPResponse``), the TCP connection
-(``connected``) and every V2G message it receives (``SupportedAppProtocolRes``,
-``SessionSetupRes``, ..., ``SessionStopRes``): the timeline of ``make demo-hlc``.
+stdout carries one JSON object per line, ``{"t": <time.time()>, "event": <name>}``, for
+each SDP request (``SDPRequest``, every 250 ms until answered), the SDP response
+(``SDPResponse``), the TCP connection (``connected``) and every V2G message it receives
+(``supportedAppProtocolRes``, ``SessionSetupRes``, ..., ``SessionStopRes``): the timeline
+of ``make demo-hlc``.
 
 :func:`evcc_command` is the command line; run it inside an EV host's namespace
 (``Netns.command``). :func:`hlc_missing` says what is missing to run it here, if anything.
@@ -403,12 +404,10 @@ class _Timeline(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.sdp_sent = False
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("Sending SDPRequest") and not self.sdp_sent:
-            self.sdp_sent = True
+        if message.startswith("Sending SDPRequest"):
             _emit("SDPRequest", record.created)
         elif message.startswith("SDPResponse received"):
             _emit("SDPResponse", record.created)
