@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from slac.testing.hlc import HlcSite, hlc_missing
-from slac.testing.netns import Netns
+from slac.testing.netns import NETNS_TAG_VARIABLE, Netns
 
-from ..conftest import needs_root
+from ..conftest import ROOT, needs_root
 
 _MISSING = hlc_missing()
 pytestmark = [
@@ -180,3 +183,33 @@ async def test_dlink_error_from_the_hlc_side_makes_the_evse_match_again(fault: s
         restarts = [e for e in station.events[after_error:] if e.get("hlc") == "secc started"]
         # after a failed session the SECC serves on; one that ended is started anew
         assert len(restarts) == (1 if fault == "secc-ended" else 0)
+
+
+def tagged_namespaces(tag: str) -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if f"{tag}x" in line}
+
+
+async def test_make_demo_hlc_runs_a_session_to_session_stop_and_prints_the_figures(
+    tmp_path: Path,
+) -> None:
+    tag = f"h{os.getpid() % 10000}"
+    figures_file = tmp_path / "figures.json"
+    process = await asyncio.create_subprocess_exec(
+        "make", "demo-hlc", f"DEMO_HLC_ARGS=--json {figures_file}", cwd=ROOT,
+        env={**os.environ, NETNS_TAG_VARIABLE: tag},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 180)
+    text = out.decode()
+    assert process.returncode == 0, text
+    assert "SessionSetupRes" in text and "SessionStopRes" in text
+    assert "unplugged (CP A): the SECC stopped, UDP port 15118 is free" in text
+    assert "plug-in to SessionSetupRes" in text
+    figures = json.loads(figures_file.read_text())
+    # SLAC, joining, SDP, SessionSetup: each phase after the one before
+    assert all(figures[key] >= 0 for key in ("slac_s", "join_s", "sdp_s", "session_setup_s"))
+    assert figures["secc_ready_after_match_s"] > 0  # the SECC starts with the match
+    assert figures["sdp_requests"] >= 1
+    assert figures["slac_loop_worst_stall_ms"] > 0
+    assert tagged_namespaces(tag) == set()  # everything it created is gone
