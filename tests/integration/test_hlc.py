@@ -81,6 +81,9 @@ async def test_whole_session_to_session_stop_after_our_match(
         await site.plug_in()
         await site.match()
         started = await site.station.wait_for(hlc("secc started"), 10)  # by notify_matched
+        # the EV's SDP gives up after 50 requests in 12.5 s: on a loaded machine the SECC's
+        # start (Java) can take longer, so the EV starts once the SECC is up
+        await site.station.wait_for(lambda e: e.get("status") == "ready", SESSION_TIMEOUT)
         evcc = await site.start_evcc(protocol, EV_TIMEOUT_SCALE)
         code = await evcc.wait(SESSION_TIMEOUT)
         names = [event["event"] for event in evcc.events]
@@ -177,6 +180,9 @@ async def test_dlink_error_from_the_hlc_side_makes_the_evse_match_again(fault: s
         if fault == "secc-ended":  # a new SECC with the new match
             restarted = await station.wait_for(hlc("secc started"), 10, after=after_error)
             assert restarted["pid"] != started["pid"]
+            await station.wait_for(
+                lambda e: e.get("status") == "ready", SESSION_TIMEOUT, after=after_error
+            )
         evcc = await site.start_evcc("ISO_15118_2", EV_TIMEOUT_SCALE)
         assert await evcc.wait(SESSION_TIMEOUT) == 0, "\n".join(evcc.log[-20:])
         assert evcc.events[-1]["event"] == "SessionStopRes"
