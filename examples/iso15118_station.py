@@ -4,8 +4,8 @@
 
 CP states on stdin as for ``slac evse``; EVSE states, HLC events (``lag_ms``: the SLAC loop's
 worst stall) as JSON lines on stdout. Needs root, slac[hlc], Java. A match starts iso15118_secc.py
-in its own process (EXI calls block it up to 0.3 s), unplugging stops it; a failed session or an
-SECC that ends is ISO 15118-3's D-LINK_ERROR: leave the logical network and match again.
+in its own process (each EXI call blocks its loop, for tenths of a second), unplugging stops it;
+a failed session or an SECC that ends is D-LINK_ERROR: leave the logical network, match again.
 """
 
 from __future__ import annotations
