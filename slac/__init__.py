@@ -3,28 +3,72 @@
 Subclass :class:`SlacSessionController`, create a :class:`SlacEvseSession` per EVSE, call
 ``await session.evse_set_key()`` once, then feed control-pilot states to
 ``controller.process_cp_state(session, state)``.
+
+The names below are imported on first use (PEP 562), so that ``import slac.fsm.evse`` or
+``import slac.config`` (the sans-IO machines and the settings) needs neither asyncio sockets
+nor environs and python-dotenv: ``from slac import Config`` works as before.
 """
 
-from slac.environment import Config
-from slac.errors import (
-    ConfigError,
-    DecodeError,
-    FieldError,
-    ModemError,
-    ModemTimeoutError,
-    SlacError,
-    TransportError,
-)
-from slac.session import (
-    MatchingFailedError,
-    MatchResult,
-    SessionState,
-    SlacEvseSession,
-    SlacSession,
-    SlacSessionController,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slac.environment import Config
+    from slac.errors import (
+        ConfigError,
+        DecodeError,
+        FieldError,
+        ModemError,
+        ModemTimeoutError,
+        SlacError,
+        TransportError,
+    )
+    from slac.fsm.station_view import StationView
+    from slac.session import (
+        MatchingFailedError,
+        MatchResult,
+        SessionState,
+        SlacEvseSession,
+        SlacSession,
+        SlacSessionController,
+    )
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_LAZY = {
+    "Config": "slac.environment",
+    "ConfigError": "slac.errors",
+    "DecodeError": "slac.errors",
+    "FieldError": "slac.errors",
+    "ModemError": "slac.errors",
+    "ModemTimeoutError": "slac.errors",
+    "SlacError": "slac.errors",
+    "TransportError": "slac.errors",
+    "MatchResult": "slac.session",
+    "MatchingFailedError": "slac.session",
+    "SessionState": "slac.session",
+    "SlacEvseSession": "slac.session",
+    "SlacSession": "slac.session",
+    "SlacSessionController": "slac.session",
+    "StationView": "slac.fsm.station_view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slac' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Config",
@@ -40,6 +84,7 @@ __all__ = [
     "SlacEvseSession",
     "SlacSession",
     "SlacSessionController",
+    "StationView",
     "TransportError",
     "__version__",
 ]

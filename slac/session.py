@@ -42,6 +42,7 @@ from slac.fsm.modem import (
     ModemFound,
     ModemMachine,
 )
+from slac.fsm.station_view import StationView
 from slac.host import ModemHost
 from slac.messages import Frame
 from slac.sockets.async_linux_socket import RawSocket
@@ -148,7 +149,9 @@ class SlacEvseSession(SlacSession):
 
     ``token_bytes`` is the source of fresh keys (:func:`secrets.token_bytes` unless a test
     injects another). ``sudo_hint``: how your program runs as root (a command), added to the
-    error when the raw socket may not be opened.
+    error when the raw socket may not be opened. ``station``: what the other EVSEs of this
+    station (this process) heard of each EV, shared by their sessions (see
+    :mod:`slac.fsm.station_view`); None: this EVSE decides alone.
     """
 
     def __init__(
@@ -159,9 +162,12 @@ class SlacEvseSession(SlacSession):
         *,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
         sudo_hint: Optional[str] = None,
+        station: Optional[StationView] = None,
     ) -> None:
         super().__init__(evse_id, network_interface, config)
         self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
+        #: shared with the station's other sessions (set it before open())
+        self.station = station
         self.host = ModemHost(
             network_interface,
             self._on_frame,
@@ -237,6 +243,7 @@ class SlacEvseSession(SlacSession):
                 nid=self.nid or bytes(7),
                 config=self.config,
                 log=self.log,
+                station=self.station,
             )
             self.matcher.modem_mac = self.modem.modem_mac
 
