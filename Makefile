@@ -7,7 +7,7 @@ CS_CONFIG ?= cs_configuration.json
 BENCH_OUT ?= benchmarks/results
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests test-unit conformance lint docs config-table bench demo run-ev-slac powerline build dev run evse \
+.PHONY: help install-local lock tests test-unit conformance lint docs config-table bench demo demo-hlc run-ev-slac powerline build dev run evse \
         run-local-single \
         run-local-multiple run-local-sudo-single run-local-sudo-multiple
 EV_IFACE ?= eth0
@@ -75,6 +75,9 @@ bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, car p
 
 demo: $(STAMP) ## SLAC from plug-in to IPv6 on a virtual powerline: no modem needed (root)
 	$(PY) scripts/demo.py
+
+demo-hlc: $(STAMP) ## SLAC, then ISO 15118-2 AC to SessionStop (iso15118, the hlc extra, Java; root)
+	$(PY) scripts/demo_hlc.py $(DEMO_HLC_ARGS)
 
 powerline: $(STAMP) ## Run a virtual powerline with 1 EV and 1 EVSE host until Ctrl-C (root)
 	$(PY) -m slac.testing.powerline --evs 1 --evses 1

@@ -4,6 +4,7 @@
 # this works where a package index serves only pip's simple API.
 # Usage: scripts/install.sh [--prod] [VENV_DIR]
 #   default: the development install (dev group, every extra, slac editable): make install-local
+#            (the hlc extra, iso15118, needs Java at run time: .ci/run installs it)
 #   --prod:  what runs in production and in the Docker image: the main dependencies, the mqtt
 #            extra, and slac itself as a regular (non-editable) package
 set -euo pipefail

@@ -198,6 +198,15 @@ COVERAGE: dict[str, tuple[str, str]] = {
     ),
     "make help": ("tests/unit/test_packaging.py::test_make_help_lists_every_target", '"help"'),
     "make docs": ("tests/unit/test_docs.py::test_make_docs_builds_the_site_strictly", '"docs"'),
+    "apt-get install default-jre-headless": (".ci/run", "default-jre-headless"),
+    "sudo .venv/bin/python examples/iso15118_station.py --config cs_configuration.json --env .env": (  # noqa: E501
+        "slac/testing/hlc.py::HlcSite",
+        'str(STATION), "--config"',
+    ),
+    "make demo-hlc": (
+        "tests/integration/test_hlc.py::test_make_demo_hlc_runs_a_session_to_session_stop_and_prints_the_figures",
+        '"demo-hlc"',
+    ),
 }
 
 
