@@ -25,15 +25,12 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import signal
-import socket
-import struct
 import sys
 import tempfile
 import time
@@ -44,7 +41,6 @@ from typing import Any, Callable, Optional
 
 from slac.ev import EvMatchResult, SlacEvSession
 from slac.testing.config import fast_config
-from slac.testing.netns import Netns
 from slac.testing.powerline import Powerline, Topology
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -225,30 +221,6 @@ class JsonLinesProcess:
         return await self.wait(timeout)
 
 
-_SIOCETHTOOL = 0x8946
-_ETHTOOL_STXCSUM = 0x17  # set TX checksum offload
-
-
-def disable_tx_checksum_offload(interface: str, netns: Optional[Netns] = None) -> None:
-    """``ethtool -K <interface> tx off``: the kernel computes the TCP/UDP checksums of what
-    the interface sends. Needed on the host ends of the virtual powerline: a veth pair hands
-    the other end a frame whose checksum is left to the hardware, and the powerline, which
-    moves raw frames from one modem end to another, would pass it on unfinished (the
-    receiving host drops every UDP and TCP packet; ICMPv6, as ping sends it, is unaffected).
-    OSError when the interface does not exist or this process may not change it."""
-
-    def call() -> None:
-        command = ctypes.create_string_buffer(struct.pack("II", _ETHTOOL_STXCSUM, 0))
-        request = struct.pack("16sP", interface.encode(), ctypes.addressof(command))
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, request)
-
-    if netns is None:
-        call()
-    else:
-        netns.call(call)
-
-
 def _quiet(_stream: str, _line: str) -> None:
     pass
 
@@ -279,8 +251,6 @@ class HlcSite:
         try:
             self.topo.create()
             assert self.topo.evse_netns is not None
-            disable_tx_checksum_offload(self.topo.evse_interfaces[0], self.topo.evse_netns)
-            disable_tx_checksum_offload(self.topo.ev_interface, self.topo.ev_netns[0])
             medium = self.topo.medium(attenuation=self.attenuation)
             netns = self.topo.plc_netns
             self.powerline = await Powerline(medium, self.topo.modem_interfaces(), netns).start()

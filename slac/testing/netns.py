@@ -9,9 +9,13 @@ context managers), also after errors.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import itertools
 import os
 import shutil
+import socket
+import struct
 import subprocess
 from collections.abc import Sequence
 from typing import Callable, Optional, TypeVar
@@ -168,3 +172,27 @@ class VethPair:
 
     def __exit__(self, *exc_info: object) -> None:
         self.delete()
+
+
+_SIOCETHTOOL = 0x8946
+_ETHTOOL_STXCSUM = 0x17  # set TX checksum offload
+
+
+def disable_tx_checksum_offload(interface: str, netns: Optional[Netns] = None) -> None:
+    """``ethtool -K <interface> tx off``: the kernel computes the TCP/UDP checksums of what
+    the interface sends. Needed on the host ends of the virtual powerline: a veth pair hands
+    the other end a frame whose checksum is left to the hardware, and the powerline, which
+    moves raw frames from one modem end to another, would pass it on unfinished (the
+    receiving host drops every UDP and TCP packet; ICMPv6, as ping sends it, is unaffected).
+    OSError when the interface does not exist or this process may not change it."""
+
+    def call() -> None:
+        command = ctypes.create_string_buffer(struct.pack("II", _ETHTOOL_STXCSUM, 0))
+        request = struct.pack("16sP", interface.encode(), ctypes.addressof(command))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, request)
+
+    if netns is None:
+        call()
+    else:
+        netns.call(call)

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Optional
 
-from slac.testing.netns import Netns, VethPair, ip, unique_name
+from slac.testing.netns import Netns, VethPair, disable_tx_checksum_offload, ip, unique_name
 from slac.testing.powerline.medium import EV, EVSE, Medium
 from slac.utils import MacAddress
 
@@ -96,6 +96,9 @@ class Topology:
         )
         self.pairs.append(pair)
         pair.create()
+        # the powerline moves raw frames between modem ends: a checksum left to the hardware
+        # would arrive unfinished and the receiving host would drop every UDP and TCP packet
+        disable_tx_checksum_offload(host_if, host_ns)
         ip("link", "set", modem_if, "promisc", "on", netns=self.plc_netns.name)
         self.ports.append(HostPort(role, host_if, host_ns, modem_if, mac))
 
