@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from slac.app.service import EvseService, StateReport
 from slac.environment import Config
+from slac.errors import UsageError
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -202,7 +203,7 @@ class MqttBridge:
         try:
             state = parse_cp_payload(data)
             if evse_id not in self.service.sessions:
-                raise ValueError(f"no EVSE {evse_id!r} in this station")
+                raise UsageError(f"no EVSE {evse_id!r} in this station")
             await self.service.set_cp(state, evse_id)
         except ValueError as exc:
             logger.warning("MQTT: %s ignored: %s", topic, exc)

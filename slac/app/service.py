@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
-from slac.errors import ConfigError, SlacError
+from slac.errors import ConfigError, SlacError, UsageError
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
 
 logger = logging.getLogger(__name__)
@@ -125,14 +125,15 @@ class EvseService(SlacSessionController):
     async def set_cp(self, state: str, evse_id: Optional[str] = None) -> None:
         """Apply a control-pilot state to one EVSE, or to every EVSE when ``evse_id`` is None.
 
-        ValueError for an unknown EVSE id or a state that is not A to F.
+        :class:`~slac.errors.UsageError` for an unknown EVSE id, and
+        :class:`~slac.errors.CpStateError` for a state that is not A to F (both ValueErrors).
         """
         if evse_id is None:
             targets = list(self.sessions.values())
         elif evse_id in self.sessions:
             targets = [self.sessions[evse_id]]
         else:
-            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+            raise UsageError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
         for session in targets:
             await self.process_cp_state(session, state)
 
@@ -167,10 +168,11 @@ STDIN_HELP = (
 
 
 def parse_cp_line(line: str) -> tuple[Optional[str], str]:
-    """("evse id" or None, state) from "B" or "DE*SWT*E123 B"; ValueError when empty."""
+    """("evse id" or None, state) from "B" or "DE*SWT*E123 B"; UsageError (a ValueError)
+    when empty."""
     words = line.split()
     if not words:
-        raise ValueError("empty line")
+        raise UsageError("empty line")
     if len(words) == 1:
         return None, words[0]
     return " ".join(words[:-1]), words[-1]
