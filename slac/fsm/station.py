@@ -248,12 +248,17 @@ class EvseStation(_Host):
         ``set_key_settle_time``), or KeyNotSet. While a key is pending, that one counts."""
         if not self.modem.key_pending:
             self._fresh_key(KeyPurpose.ASKED, now)
+        self._pump(now)
 
     def leave(self, now: float) -> None:
-        """Leave the EV's logical network: a fresh key to the modem, in the background."""
+        """Leave the EV's logical network: the match (if any) ends, a fresh key to the modem,
+        in the background: KeySet, then ModemReady or KeyNotSet."""
         self.log.info("leaving the logical network")
+        self.matcher.stop(now, StopReason.DRIVER, "leaving the logical network")
         if not self.modem.key_pending:
             self._fresh_key(KeyPurpose.LEAVE, now)
+        self._pump(now)
+        self._set_state(SessionState.UNMATCHED)
 
     def begin_matching(self, now: float, *, key_needed: bool = False) -> None:
         """Match as soon as the modem can (the driver's matching task calls this once the
@@ -266,8 +271,9 @@ class EvseStation(_Host):
             self.log.info("leaving the logical network: an EV received the current key")
         if key_needed or self.nmk is None or self.key_given_out or self.key_unsure:
             self._fresh_key(KeyPurpose.MATCH, now)
-            return
-        self._start_matcher(now)
+        else:
+            self._start_matcher(now)
+        self._pump(now)
 
     def restart(self, now: float, detail: str) -> None:
         """Match again within this plug-in without a CP cycle (a lost link, or the HLC side):
@@ -295,6 +301,7 @@ class EvseStation(_Host):
     def query_link(self, now: float, timeout: float) -> None:
         """Ask the modem once: LinkStatus follows (linked None after ``timeout``)."""
         self.modem.query_link(now, timeout)
+        self._pump(now)
 
     def close(self, now: float) -> None:
         """Forget every procedure (the driver closes): no events follow but Stopped."""
