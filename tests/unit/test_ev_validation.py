@@ -411,7 +411,7 @@ def test_atten_char_flood_from_many_macs_cannot_be_chosen() -> None:
     h.atten_char(EVSES[0], 20)
     h.advance(1.5)
     (chosen,) = h.events_of(EvseChosen)
-    assert chosen.evse_mac == EVSES[0]  # type: ignore[attr-defined]
+    assert chosen.evse_mac == EVSES[0]
     assert len(h.m._reported) == 1
 
 
@@ -437,7 +437,7 @@ def test_on_a_tie_the_evse_that_confirmed_first_is_chosen() -> None:
     h.atten_char(EVSES[1], 25)
     h.atten_char(EVSES[2], 25)
     (chosen,) = h.events_of(EvseChosen)
-    assert chosen.evse_mac == EVSES[2]  # type: ignore[attr-defined]
+    assert chosen.evse_mac == EVSES[2]
 
 
 def test_with_no_evse_under_the_limit_the_attempt_fails_and_says_why() -> None:
@@ -446,8 +446,8 @@ def test_with_no_evse_under_the_limit_the_attempt_fails_and_says_why() -> None:
     h.atten_char(EVSES[0], 41)
     h.atten_char(EVSES[1], 55)
     (failed,) = h.events_of(EvAttemptFailed)
-    assert failed.reason is FailureReason.ABOVE_ATTEN_LIMIT  # type: ignore[attr-defined]
-    assert failed.detail == (  # type: ignore[attr-defined]
+    assert failed.reason is FailureReason.ABOVE_ATTEN_LIMIT
+    assert failed.detail == (
         "every EVSE is above the attenuation limit of 40 dB "
         f"({EVSES[0]} 41.0 dB, {EVSES[1]} 55.0 dB)"
     )

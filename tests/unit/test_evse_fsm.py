@@ -816,7 +816,7 @@ def test_a_new_match_is_stop_then_start_with_fresh_attempts() -> None:
     h.full_match(EV, RUN)
     h.matcher.stop(h.now, "the HLC side asks for a new match")
     h.matcher.start(h.now)
-    h._collect()
+    h.collect()
     assert h.matcher.state is EvseState.WAITING
     assert h.matcher.attempt == 1
     assert h.events_of(MatchingStarted)[-1] == MatchingStarted(1)
