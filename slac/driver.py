@@ -21,7 +21,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 from slac.errors import TransportError, UsageError
 from slac.fsm.base import AnyMachine
-from slac.fsm.events import SessionState, SlacEvent, StateChanged
+from slac.fsm.events import KeyNotSet, SessionState, SlacEvent, StateChanged
 from slac.host import ModemHost
 from slac.messages import Frame
 from slac.utils import MacAddress
@@ -93,6 +93,7 @@ class DrivenSession(Generic[MachineT]):
     TASK_EVENTS: tuple[type, ...] = ()
 
     host: ModemHost
+    network_interface: str
     state: SessionState
     ev_mac: Optional[MacAddress]
     run_id: Optional[bytes]
@@ -199,6 +200,20 @@ class DrivenSession(Generic[MachineT]):
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         finally:
             future.cancel()
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def _modem_call(self, call: Callable[[MachineT, float], object], until: type) -> Any:
+        """Open, make a request of the machine's modem, and wait for ``until``; the modem's
+        error (:class:`~slac.errors.ModemError`) when it did not take a key."""
+        await self.open()
+        machine = self.machine
+        assert machine is not None
+        outcome = await self._call_and_wait(lambda now: call(machine, now), (until, KeyNotSet))
+        if isinstance(outcome, KeyNotSet):
+            raise outcome.error(self.network_interface)
+        return outcome
 
     async def wait_for(self, kinds: Iterable[type], timeout: Optional[float] = None) -> Any:
         """The next event of one of ``kinds`` (asyncio.TimeoutError after ``timeout``)."""

@@ -139,23 +139,11 @@ class SlacEvSession(DrivenSession[EvStation]):
 
     async def set_key(self, nmk: bytes, nid: bytes) -> None:
         """This NMK and NID to the EV's modem (CM_SET_KEY, with its retries)."""
-        await self.open()
-        station = self.machine
-        assert station is not None
-        outcome = await self._call_and_wait(
-            lambda now: station.set_key(nmk, nid, now), (KeySet, KeyNotSet)
-        )
-        if isinstance(outcome, KeyNotSet):
-            raise outcome.error(self.network_interface)
+        await self._modem_call(lambda station, now: station.set_key(nmk, nid, now), KeySet)
 
     async def leave(self) -> None:
         """A random key to the EV's modem: out of any logical network."""
-        await self.open()
-        station = self.machine
-        assert station is not None
-        outcome = await self._call_and_wait(station.leave, (KeySet, KeyNotSet))
-        if isinstance(outcome, KeyNotSet):
-            raise outcome.error(self.network_interface)
+        await self._modem_call(EvStation.leave, KeySet)
 
     async def match(self, *, leave_first: bool = True, join: bool = True) -> EvMatchResult:
         """Run SLAC until matched (then join the EVSE's network) or every attempt failed."""

@@ -285,24 +285,14 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         :class:`ModemError` (refused); the next matching then sets a key first, since which
         key the modem holds is not known.
         """
-        await self.open()
-        station = self.machine
-        assert station is not None
-        outcome = await self._call_and_wait(station.set_key, (ModemReady, KeyNotSet))
-        if isinstance(outcome, KeyNotSet):
-            raise outcome.error(self.network_interface)
+        await self._modem_call(EvseStation.set_key, ModemReady)
 
     #: the name of :meth:`set_key` in the README and the seed
     evse_set_key = set_key
 
     async def leave(self) -> None:
         """Leave the EV's network: the match ends, a fresh key to the modem."""
-        await self.open()
-        station = self.machine
-        assert station is not None
-        outcome = await self._call_and_wait(station.leave, (ModemReady, KeyNotSet))
-        if isinstance(outcome, KeyNotSet):
-            raise outcome.error(self.network_interface)
+        await self._modem_call(EvseStation.leave, ModemReady)
 
     #: the older name of :meth:`leave`
     leave_logical_network = leave
@@ -316,12 +306,9 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
     async def link_is_up(self) -> Optional[bool]:
         """The modem's VS_PL_LINK_STATUS: True in a logical network, None without answer
         within ``set_key_timeout``."""
-        await self.open()
-        station = self.machine
-        assert station is not None
         timeout = self.config.set_key_timeout
-        outcome = await self._call_and_wait(
-            lambda now: station.query_link(now, timeout), (LinkStatus,)
+        outcome = await self._modem_call(
+            lambda station, now: station.query_link(now, timeout), LinkStatus
         )
         assert isinstance(outcome, LinkStatus)
         return outcome.linked

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import secrets
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable, Generic, Optional, Protocol, TypeVar
 
 from slac.environment import Config
 from slac.fsm.base import Log, Machine, earliest
@@ -104,8 +104,21 @@ class KeyPurpose(Enum):
     JOIN = "join"
 
 
-class _Host(Machine[SlacEvent]):
-    """What both stations share: the modem machine, the state, the key in the modem."""
+class _Matcher(Protocol):
+    def receive_frame(self, frame: Frame, now: float) -> None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+MatcherT = TypeVar("MatcherT", bound=_Matcher)
+
+
+class _Host(Machine[SlacEvent], Generic[MatcherT]):
+    """What both stations share: the modem machine beside a matcher, the inputs (the
+    modem's answers go to the modem machine, every other frame to the matcher), the state,
+    the key in the modem."""
+
+    matcher: MatcherT
 
     def __init__(
         self,
@@ -136,6 +149,27 @@ class _Host(Machine[SlacEvent]):
     def key_pending(self) -> bool:
         return self.modem.key_pending
 
+    # --- inputs -------------------------------------------------------------------------------
+
+    def receive_frame(self, frame: Frame, now: float) -> None:
+        """A decoded frame from the interface."""
+        if not self.modem.receive_frame(frame, now):
+            self.matcher.receive_frame(frame, now)
+        self._pump(now)
+
+    def handle_timer(self, now: float) -> None:
+        self.matcher.handle_timer(now)
+        self.modem.handle_timer(now)
+        self._own_timers(now)
+        self._pump(now)
+
+    def _own_timers(self, now: float) -> None:
+        """The station's own deadlines (none by default)."""
+
+    def _pump(self, now: float) -> None:
+        """Take the sub-machines' frames and events: apply what they mean, pass them on."""
+        raise NotImplementedError
+
     def _set_key(self, nmk: bytes, nid: bytes, purpose: KeyPurpose, now: float) -> None:
         self.key_unsure = True
         self._key_purpose = purpose
@@ -157,7 +191,7 @@ class _Host(Machine[SlacEvent]):
         self._emit(StateChanged(state, ev_mac, run_id))
 
 
-class EvseStation(_Host):
+class EvseStation(_Host[EvseMatcher]):
     """One EVSE host without I/O: matcher, local modem, control pilot and key policy.
 
     ``evse_mac`` is the interface's MAC; ``interface`` names it in error texts;
@@ -205,22 +239,12 @@ class EvseStation(_Host):
         """A key was set and the modem is still settling (SET_KEY_SETTLE_TIME)."""
         return self._settle_until is not None
 
-    # --- inputs -------------------------------------------------------------------------------
+    # --- inputs (receive_frame, handle_timer: _Host) ---------------------------------------
 
-    def receive_frame(self, frame: Frame, now: float) -> None:
-        """A decoded frame from the interface: the modem's answers go to the modem machine,
-        every other frame to the matcher."""
-        if not self.modem.receive_frame(frame, now):
-            self.matcher.receive_frame(frame, now)
-        self._pump(now)
-
-    def handle_timer(self, now: float) -> None:
-        self.matcher.handle_timer(now)
-        self.modem.handle_timer(now)
+    def _own_timers(self, now: float) -> None:
         if self._settle_until is not None and now >= self._settle_until:
             self._settle_until = None
             self._modem_ready(now)
-        self._pump(now)
 
     def cp_state_changed(self, state: str, now: float) -> CpAction:
         """A control-pilot state ("A".."F"; "B1", "C2" count by their letter).
@@ -390,7 +414,7 @@ class EvseStation(_Host):
         self.matcher.start(now)
 
 
-class EvStation(_Host):
+class EvStation(_Host[EvMatcher]):
     """One EV host without I/O: the EV matcher and the EV's own modem.
 
     :meth:`match`: a random key first (``leave_first``: out of any logical network), then
@@ -425,17 +449,7 @@ class EvStation(_Host):
     def deadline(self) -> Optional[float]:
         return earliest(self.matcher.deadline, self.modem.deadline)
 
-    # --- inputs -------------------------------------------------------------------------------
-
-    def receive_frame(self, frame: Frame, now: float) -> None:
-        if not self.modem.receive_frame(frame, now):
-            self.matcher.receive_frame(frame, now)
-        self._pump(now)
-
-    def handle_timer(self, now: float) -> None:
-        self.matcher.handle_timer(now)
-        self.modem.handle_timer(now)
-        self._pump(now)
+    # --- inputs (receive_frame, handle_timer: _Host) ---------------------------------------
 
     def match(self, now: float, *, leave_first: bool = True, join: bool = True) -> None:
         """Run SLAC: EvMatched (and Joined with ``join``), or EvMatchingFailed; KeyNotSet

@@ -67,7 +67,9 @@ class Pairing:
         self.now = 0.0
         self.evse_ports = [self.medium.add_port(f"evse{i}", EVSE) for i in range(evses)]
         self.ev_port = self.medium.add_port("ev", EV)
-        figures = [attenuation] if isinstance(attenuation, (int, float)) else list(attenuation)
+        figures: list[Optional[float]] = (
+            [float(attenuation)] if isinstance(attenuation, (int, float)) else list(attenuation)
+        )
         for port, db in zip(self.evse_ports, figures):
             self.medium.set_attenuation(self.ev_port, port, db)
         self.evses: list[MachineClock[EvseStation]] = [
