@@ -81,12 +81,16 @@ class AnyMachine(Protocol):
     def deadline(self) -> Optional[float]: ...
 
 
-def on(kind: type[M], handler: Callable[[Frame, M, float], None]) -> tuple[type, FrameHandler]:
-    """One entry of a handler table: the message type and the bound method that takes it.
+S = TypeVar("S")
 
-    mypy checks that ``handler`` takes a ``kind`` message, so the handler needs no
-    ``isinstance`` of its own."""
-    return kind, handler
+
+def entry(
+    state: S, kind: type[M], handler: Callable[[Frame, M, float], None]
+) -> tuple[tuple[S, type], FrameHandler]:
+    """One entry of a handler table: (state, message type) and the bound method that takes
+    that message. mypy checks that ``handler`` takes a ``kind`` message, so the handler
+    needs no ``isinstance`` of its own."""
+    return (state, kind), handler
 
 
 def earliest(*deadlines: Optional[float]) -> Optional[float]:

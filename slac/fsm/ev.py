@@ -54,11 +54,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional
 
 from slac import enums
 from slac.errors import ConfigError
-from slac.fsm.base import FrameHandler, Log, Machine
+from slac.fsm.base import FrameHandler, Log, Machine, entry
 from slac.fsm.events import (
     EvAttemptFailed,
     EvEvent,
@@ -194,16 +194,6 @@ class EvState(Enum):
     PAUSED = "pausing between attempts"
     MATCHED = "matched"
     FAILED = "failed"
-
-
-M = TypeVar("M", bound=Message)
-
-
-def _entry(
-    state: EvState, kind: type[M], handler: Callable[[Frame, M, float], None]
-) -> tuple[tuple[EvState, type], FrameHandler]:
-    """One entry of the EV's table (mypy checks that the handler takes ``kind``)."""
-    return (state, kind), handler
 
 
 # --- validation: what ISO 15118-3 fixes, as the ISO 15118-5 EVCC cases check it ---------------
@@ -348,12 +338,12 @@ class EvMatcher(Machine[EvEvent]):
         results, match = EvState.RESULTS, EvState.MATCH
         return dict(
             [
-                _entry(parm, SlacParmCnf, self._on_parm_cnf),
-                _entry(sounding, SlacParmCnf, self._on_parm_cnf),
-                _entry(sounding, AttenCharInd, self._on_atten_char),
-                _entry(results, AttenCharInd, self._on_atten_char),
-                _entry(match, AttenCharInd, self._on_atten_char),
-                _entry(match, SlacMatchCnf, self._on_match_cnf),
+                entry(parm, SlacParmCnf, self._on_parm_cnf),
+                entry(sounding, SlacParmCnf, self._on_parm_cnf),
+                entry(sounding, AttenCharInd, self._on_atten_char),
+                entry(results, AttenCharInd, self._on_atten_char),
+                entry(match, AttenCharInd, self._on_atten_char),
+                entry(match, SlacMatchCnf, self._on_match_cnf),
             ]
         )
 

@@ -77,7 +77,7 @@ from slac.enums import (
 )
 from slac.environment import Config
 from slac.errors import CpStateError
-from slac.fsm.base import FrameHandler, Log, Machine
+from slac.fsm.base import FrameHandler, Log, Machine, entry
 from slac.fsm.events import (
     AttemptFailed,
     Event,
@@ -167,16 +167,10 @@ RunEntry = Union[RunHandler, Ignore]
 # EvseMatcher._evse_table(): what a message does in each EVSE state; messages that belong to
 # one EV run go to _dispatch_to_run, which looks them up again in EvseMatcher._run_table()
 # with the run's state. Anything not listed is ignored as "not expected in this state". The
-# entries are bound methods, built once per matcher by ``_entry`` / ``_run_entry``, which let
-# mypy check that each handler takes the message type it is listed for.
+# entries are bound methods, built once per matcher by slac.fsm.base.entry / _run_entry,
+# which let mypy check that each handler takes the message type it is listed for.
 
 _MATCHED_IS_SILENT = "matched: no SLAC messages in state Matched"
-
-
-def _entry(
-    state: EvseState, kind: type[M], handler: Callable[[Frame, M, float], None]
-) -> tuple[tuple[EvseState, type], Handler]:
-    return (state, kind), handler
 
 
 def _run_entry(
@@ -361,23 +355,23 @@ class EvseMatcher(Machine[Event]):
         self._runs = self._run_table()
 
     def _evse_table(self) -> dict[tuple[EvseState, type], Handler]:
-        """What a message does in each EVSE state (see the comment above ``_entry``)."""
+        """What a message does in each EVSE state (see the comment above ``_run_entry``)."""
         waiting, matched = EvseState.WAITING, EvseState.MATCHED
         return dict(
             [
-                _entry(waiting, SlacParmReq, self._on_parm_req),
-                _entry(waiting, StartAttenCharInd, self._dispatch_to_run),
-                _entry(waiting, MnbcSoundInd, self._dispatch_to_run),
-                _entry(waiting, AttenProfileInd, self._on_profile),
-                _entry(waiting, AttenCharRsp, self._dispatch_to_run),
-                _entry(waiting, SlacMatchReq, self._dispatch_to_run),
-                _entry(waiting, ValidateReq, self._on_validate),
+                entry(waiting, SlacParmReq, self._on_parm_req),
+                entry(waiting, StartAttenCharInd, self._dispatch_to_run),
+                entry(waiting, MnbcSoundInd, self._dispatch_to_run),
+                entry(waiting, AttenProfileInd, self._on_profile),
+                entry(waiting, AttenCharRsp, self._dispatch_to_run),
+                entry(waiting, SlacMatchReq, self._dispatch_to_run),
+                entry(waiting, ValidateReq, self._on_validate),
                 # A new match needs what the standard gives: a CP cycle, a lost link or the
                 # HLC side, each of which stops this machine and starts it again.
                 _ignored(matched, SlacParmReq, _MATCHED_IS_SILENT),
                 _ignored(matched, ValidateReq, _MATCHED_IS_SILENT),
-                _entry(matched, SlacMatchReq, self._on_match_req_when_matched),
-                _entry(matched, AmpMapReq, self._on_amp_map),
+                entry(matched, SlacMatchReq, self._on_match_req_when_matched),
+                entry(matched, AmpMapReq, self._on_amp_map),
                 _ignored(matched, AttenCharRsp, "already matched"),
             ]
         )

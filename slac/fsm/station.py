@@ -46,9 +46,8 @@ from __future__ import annotations
 import logging
 import secrets
 from enum import Enum
-from typing import Callable, Generic, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Optional, Protocol, TypeVar
 
-from slac.environment import Config
 from slac.fsm.base import Log, Machine, earliest
 from slac.fsm.ev import EvConfig, EvMatcher
 from slac.fsm.events import (
@@ -74,6 +73,9 @@ from slac.fsm.evse import EvseMatcher, EvseState, parse_cp_state
 from slac.fsm.modem import ModemConfig, ModemMachine
 from slac.messages import Frame
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
+
+if TYPE_CHECKING:
+    from slac.environment import Config
 
 logger = logging.getLogger(__name__)
 
@@ -208,13 +210,13 @@ class EvseStation(_Host[EvseMatcher]):
         token_bytes: TokenBytes = secrets.token_bytes,
         log: Optional[Log] = None,
     ) -> None:
-        self.config = config or Config()
+        matcher = EvseMatcher(evse_mac, nmk=bytes(16), nid=bytes(7), config=config, log=log)
+        #: the settings (the matcher's defaults when None was given)
+        self.config: Config = matcher.config
         super().__init__(
             evse_mac, self.config, interface=interface, token_bytes=token_bytes, log=log
         )
-        self.matcher = EvseMatcher(
-            self.host_mac, nmk=bytes(16), nid=bytes(7), config=self.config, log=self.log
-        )
+        self.matcher = matcher
         self.cp_state: Optional[str] = None
         #: the last match (None before the first)
         self.last_match: Optional[Matched] = None
