@@ -7,7 +7,7 @@ CS_CONFIG ?= cs_configuration.json
 BENCH_OUT ?= benchmarks/results
 
 .DEFAULT_GOAL := help
-.PHONY: help install-local lock tests test-unit conformance lint bench demo run-ev-slac powerline build dev run evse \
+.PHONY: help install-local lock tests test-unit conformance lint docs config-table bench demo run-ev-slac powerline build dev run evse \
         run-local-single \
         run-local-multiple run-local-sudo-single run-local-sudo-multiple
 EV_IFACE ?= eth0
@@ -52,6 +52,19 @@ lint: $(STAMP) ## ruff, mypy (strict) and hadolint (Dockerfile)
 	$(VENV)/bin/ruff check slac examples tests benchmarks scripts
 	$(VENV)/bin/ruff format --check slac examples tests benchmarks scripts
 	$(VENV)/bin/mypy
+
+# The documentation site (mkdocs.yml, docs/): every warning, a broken link or anchor among
+# them, fails the build; tests/unit/test_docs.py runs this target.
+SITE_DIR ?= site
+docs: $(STAMP) ## Build the documentation site (MkDocs, docs/) into site/, warnings as errors
+	$(VENV)/bin/mkdocs build --strict --site-dir $(abspath $(SITE_DIR))
+
+# The configuration table (docs/configuration.md) is made from the settings' declarations
+# (slac/config.py, slac/app/settings.py); tests/unit/test_config.py fails while it differs.
+# It is rewritten in the first of these files that has the config-table markers.
+CONFIG_TABLE_FILES ?= README.md docs/configuration.md
+config-table: $(STAMP) ## Rewrite the configuration table (docs/configuration.md) from slac/config.py
+	$(PY) -m slac config --update $(CONFIG_TABLE_FILES)
 
 bench: $(STAMP) ## Benchmarks (root, < 10 min): codecs vs scapy, EVSE CPU, car park, latency and scale vs Qualcomm evse
 	mkdir -p $(BENCH_OUT)

@@ -81,6 +81,7 @@ def evse_config(settings: list[str]) -> Config:
     """The EVSEs' settings: the defaults, changed by NAME=VALUE items (Config fields)."""
     config = Config()
     fields = {f.name: f for f in dataclasses.fields(Config)}
+    changes: dict[str, Any] = {}
     for item in settings:
         name, _, value = item.partition("=")
         if name not in fields or not value:
@@ -92,8 +93,8 @@ def evse_config(settings: list[str]) -> Config:
             parsed = type(current)(value)
         else:
             parsed = value
-        setattr(config, name, parsed)
-    return config
+        changes[name] = parsed
+    return dataclasses.replace(config, **changes)  # checked: a bad value is a ConfigError
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -105,6 +106,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cars", type=int, default=EpisodeSpec.cars, help="cars per episode")
     parser.add_argument("--window", type=float, default=EpisodeSpec.window, help="arrivals (s)")
     parser.add_argument("--loss", type=float, default=EpisodeSpec.loss, help="frame loss share")
+    parser.add_argument(
+        "--station-size",
+        type=int,
+        default=EpisodeSpec.station_size,
+        help="charge points per station (one process sharing what its EVSEs heard); 0: none",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -140,7 +147,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     for kind in kinds:
         spec = EpisodeSpec(
-            evses=args.evses, cars=args.cars, window=args.window, loss=args.loss, choice=kind
+            evses=args.evses,
+            cars=args.cars,
+            window=args.window,
+            loss=args.loss,
+            choice=kind,
+            station_size=args.station_size,
         )
         started = time.process_time()
         summary = run_episodes(seeds, spec, config)

@@ -24,6 +24,7 @@ from slac import (
     MatchResult,
     SlacEvseSession,
     SlacSessionController,
+    StationView,
 )
 from slac.app.logs import configure_logging
 from slac.app.station import load_station, parse_station
@@ -54,9 +55,12 @@ class SlacHandler(SlacSessionController):
 
         ConfigError when the station configuration is not valid."""
         specs = parse_station(cs_config)
+        station = StationView()  # what this station's EVSEs heard of each EV, shared
         for spec in specs:
             evse_id, interface = spec.evse_id, spec.network_interface
-            session = SlacEvseSession(evse_id, interface, self.config, sudo_hint=self.sudo_hint)
+            session = SlacEvseSession(
+                evse_id, interface, self.config, sudo_hint=self.sudo_hint, station_view=station
+            )
             try:
                 await session.evse_set_key()
             except (OSError, TimeoutError, ValueError) as exc:

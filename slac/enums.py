@@ -58,8 +58,12 @@ class MMType(IntEnum):
     VS_SW_VER_CNF = 0xA001
     VS_RS_DEV_REQ = 0xA01C
     VS_RS_DEV_CNF = 0xA01D
+    VS_RD_MOD_REQ = 0xA024
+    VS_RD_MOD_CNF = 0xA025
     VS_NW_INFO_REQ = 0xA038
     VS_NW_INFO_CNF = 0xA039
+    VS_HOST_ACTION_IND = 0xA062
+    VS_HOST_ACTION_RSP = 0xA063
     VS_OP_ATTRIBUTES_REQ = 0xA068
     VS_OP_ATTRIBUTES_CNF = 0xA069
     VS_PL_LINK_STATUS_REQ = 0xA0B8
@@ -159,16 +163,42 @@ TP_EV_BATCH_MSG_INTERVAL = 0.02
 TP_EV_BATCH_MSG_INTERVAL_MAX = 0.05
 #: TP_match_response: the performance time of an answer to a request (ISO 15118-5: 100 ms).
 TP_MATCH_RESPONSE = 0.1
-#: ATTEN_RESULTS_TIMEOUT upper bound: the EVSE must answer before the EV's 1200 ms run out.
-ATTEN_RESULTS_TIMEOUT_MAX_MS = 1050
-#: A CM_SLAC_MATCH.REQ from an EV heard this much worse (dB, mean over the groups) than
-#: another EV still choosing waits for that EV (naive EVs take the first CM_ATTEN_CHAR.IND;
-#: the own cable is heard at least 6 dB better than crosstalk).
-MATCH_HOLD_MARGIN_DB = 3.0
-#: CM_ATTEN_CHAR.IND goes out this long (s) per dB of mean attenuation after the EV's last
-#: sound: the EVSE that hears an EV best answers first (6 dB apart: 24 ms).
-ATTEN_CHAR_DELAY_PER_DB = 0.004
 
 #: CM_SET_KEY.CNF Result values: HomePlug says 0 is success, QCA modems send 1 on success.
 SET_KEY_RESULT_HPGP_SUCCESS = 0x00
 SET_KEY_RESULT_QCA_SUCCESS = 0x01
+
+# --- Qualcomm modem parameters (PIB) read with VS_RD_MOD ----------------------------------------
+
+#: VS_RD_MOD MODULEID of the parameter block (PIB).
+RD_MOD_MODULE_PIB = 0x02
+#: PIB offset of SLAC_EnableMode (one byte): 0 SLAC off, 1 PEV (the car's modem), 2 EVSE.
+PIB_SLAC_ENABLE_MODE = 0x1653
+SLAC_MODE_OFF = 0
+SLAC_MODE_PEV = 1
+SLAC_MODE_EVSE = 2
+#: VS_HOST_ACTION.IND MACTION values, as Qualcomm's open-plc-utils names them.
+HOST_ACTIONS = {
+    0x00: "start device",
+    0x01: "store firmware",
+    0x02: "store parameters",
+    0x03: "update host",
+    0x04: "config memory",
+    0x05: "restore defaults",
+}
+#: QCA device classes of VS_SW_VER.CNF (MDEVICE_CLASS), as open-plc-utils names them.
+DEVICE_CLASSES = {
+    0x01: "INT6000",
+    0x02: "INT6300",
+    0x03: "INT6400",
+    0x04: "AR7400",
+    0x05: "AR6405",
+    0x06: "Panther/Lynx",
+    0x07: "QCA7450",
+    0x08: "QCA7451",
+    0x09: "QCA7452",
+    0x20: "QCA7420",
+    0x21: "QCA6410/QCA6411/QCA7006AQ",
+    0x22: "QCA7000/QCA7005",
+    0x30: "QCA7500",
+}

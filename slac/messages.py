@@ -29,6 +29,7 @@ from slac.enums import (
     NEW_EKS_NMK,
     PID_HLE,
     QUALCOMM_OUI,
+    RD_MOD_MODULE_PIB,
     RESP_TYPE_OTHER_GP_STA,
     SECURITY_TYPE_NONE,
     SECURITY_TYPE_PUBLIC_KEY,
@@ -730,6 +731,114 @@ class VsPlLinkStatusCnf(VendorMessage):
     @property
     def linked(self) -> bool:
         return self.link_status == 0x01
+
+
+@dataclass(frozen=True)
+class VsRsDevReq(VendorMessage):
+    """VS_RS_DEV.REQ: ask the local modem to reset (it restarts, and forgets a key it was
+    given with CM_SET_KEY unless that was stored)."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_RS_DEV_REQ
+
+
+@dataclass(frozen=True)
+class VsRsDevCnf(VendorMessage):
+    """VS_RS_DEV.CNF: MSTATUS 0 = the modem resets now."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_RS_DEV_CNF
+    _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("status", "B"),)
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class VsHostActionInd(VendorMessage):
+    """VS_HOST_ACTION.IND: the modem asks its host for an action; a modem sends it when its
+    firmware (re)starts (MACTION 0x00, "start device"; see ``enums.HOST_ACTIONS``)."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_HOST_ACTION_IND
+    _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("action", "B"),
+        ("major_version", "B"),
+        ("minor_version", "B"),
+    )
+    action: int = 0
+    major_version: int = 0
+    minor_version: int = 0
+
+
+@dataclass(frozen=True)
+class VsHostActionRsp(VendorMessage):
+    """VS_HOST_ACTION.RSP: the host's answer (MSTATUS 0); it stops the modem's resends."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_HOST_ACTION_RSP
+    _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (("status", "B"),)
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class VsRdModReq(VendorMessage):
+    """VS_RD_MOD.REQ: read ``length`` bytes at ``offset`` of a module of the local modem
+    (MODULEID 0x02: its parameter block, the PIB)."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_RD_MOD_REQ
+    _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("module_id", "B"),
+        ("access", "B"),
+        ("length", "H"),
+        ("offset", "I"),
+        ("secret", "16s"),
+    )
+    length: int
+    offset: int
+    module_id: int = RD_MOD_MODULE_PIB
+    access: int = 0
+    secret: bytes = field(default=bytes(16), repr=False)
+
+
+@dataclass(frozen=True)
+class VsRdModCnf(VendorMessage):
+    """VS_RD_MOD.CNF: MSTATUS (0 success), what was read (module, length, offset) and the
+    bytes. The checksum is carried, not checked."""
+
+    MMTYPE: ClassVar[int] = MMType.VS_RD_MOD_CNF
+    _LAYOUT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("status", "B"),
+        ("reserved1", "3s"),
+        ("module_id", "B"),
+        ("reserved2", "B"),
+        ("length", "H"),
+        ("offset", "I"),
+        ("checksum", "I"),
+    )
+    offset: int
+    data: bytes
+    status: int = 0
+    module_id: int = RD_MOD_MODULE_PIB
+    length: int = -1  # -1: len(data)
+    checksum: int = 0
+    reserved1: bytes = bytes(3)
+    reserved2: int = 0
+
+    def __post_init__(self) -> None:
+        if self.length == -1 and isinstance(self.data, bytes):
+            object.__setattr__(self, "length", len(self.data))
+        super().__post_init__()
+
+    def _validate(self) -> None:
+        if not isinstance(self.data, bytes) or len(self.data) != self.length:
+            raise FieldError(f"data must be bytes of the announced length {self.length}")
+
+    def _pack_tail(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def _unpack_tail(cls, head: dict[str, Any], rest: bytes) -> dict[str, Any]:
+        length = head["length"]
+        if head["status"] != 0:  # a refusal carries no data
+            return {"data": bytes(rest[: min(length, len(rest))]).ljust(length, b"\x00")}
+        if len(rest) < length:
+            raise DecodeError(f"VS_RD_MOD.CNF announces {length} bytes but {len(rest)} follow")
+        return {"data": bytes(rest[:length])}
 
 
 # --- Anything else -----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from slac.fsm.events import (
 from slac.fsm.evse import EvseMatcher, parse_cp_state
 from slac.fsm.modem import ModemMachine
 from slac.fsm.station import CpAction, EvseStation
+from slac.fsm.station_view import StationView
 from slac.host import ModemHost
 from slac.sockets.async_linux_socket import RawSocket
 from slac.tools.pcap import SharedPcap
@@ -136,7 +137,9 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
 
     ``token_bytes`` is the source of fresh keys (:func:`secrets.token_bytes` unless a test
     injects another). ``sudo_hint``: how your program runs as root (a command), added to the
-    error when the raw socket may not be opened.
+    error when the raw socket may not be opened. ``station_view``: what the other EVSEs of this
+    station (this process) heard of each EV, shared by their sessions (see
+    :mod:`slac.fsm.station_view`); None: this EVSE decides alone.
 
     The verbs, as on :class:`slac.ev.SlacEvSession`: :meth:`open`, :meth:`close` (or
     ``async with``), :meth:`set_key`, :meth:`leave`, :meth:`match`, :meth:`next_event`,
@@ -153,9 +156,12 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         *,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
         sudo_hint: Optional[str] = None,
+        station_view: Optional[StationView] = None,
     ) -> None:
         super().__init__(evse_id, network_interface, config)
         self.log = EvseLogAdapter(logger, {"evse_id": evse_id})
+        #: what the station's other EVSEs heard, shared by their sessions (set it before open())
+        self.station_view = station_view
         self.host = ModemHost(network_interface, lambda f, n: None, self.log, sudo_hint=sudo_hint)
         self._init_driver()
         self._token_bytes = token_bytes
@@ -203,6 +209,7 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
             interface=self.network_interface,
             token_bytes=self._token_bytes,
             log=self.log,
+            station_view=self.station_view,
         )
 
     async def open(self) -> None:

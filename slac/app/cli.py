@@ -1,7 +1,8 @@
 """The ``slac`` command (also ``python -m slac``).
 
 Subcommands: run the station's EVSEs (``evse``), ``capture`` SLAC frames to a pcap file,
-``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``.
+``analyze`` a capture, run our ``ev`` once, run a virtual ``powerline``, check the modems
+(``doctor``), print the configuration table (``config``).
 Errors are one line on stderr; exit codes: 0 success, 1 the thing checked failed (a
 violation, no match), 2 bad usage or environment (a missing file, no permission).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from slac import __version__
+from slac.config import CHOICES, EvConfig
 from slac.errors import ConfigError, DecodeError, SlacError
 
 
@@ -46,22 +48,22 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _evse(args: argparse.Namespace) -> int:
-    from slac.app.logs import configure_logging
-    from slac.app.station import load_station
-    from slac.environment import Config
+    from dataclasses import replace
 
-    config = Config().load_envs(args.env)
-    if args.cp is not None:
-        config.cp_source = args.cp
-    if args.pcap is not None:
-        config.pcap_file = str(args.pcap)
+    from slac.app.logs import configure_logging
+    from slac.app.settings import AppSettings, parse_mqtt_url
+    from slac.app.station import load_station
+    from slac.environment import Config, load_settings
+
+    config, settings = load_settings(args.env, Config, AppSettings)
+    cp_source = settings.cp_source if args.cp is None else args.cp
+    if args.pcap is not None:  # the sessions write it: SlacEvseSession reads Config.pcap_file
+        config = replace(config, pcap_file=str(args.pcap))
     specs = load_station(args.config)
     url = None
-    if config.cp_source != "stdin":
-        from slac.app.mqtt import parse_mqtt_url
-
+    if cp_source != "stdin":
         try:
-            url = parse_mqtt_url(config.cp_source)
+            url = parse_mqtt_url(cp_source)
         except ValueError as exc:
             print(f"error: --cp {exc}", file=sys.stderr)
             return 2
@@ -70,11 +72,11 @@ def _evse(args: argparse.Namespace) -> int:
         except ImportError:
             print("error: --cp mqtt:// needs aiomqtt: pip install 'slac[mqtt]'", file=sys.stderr)
             return 2
-    configure_logging(config)
-    return asyncio.run(_run_evse(config, specs, url, args.print_states))
+    configure_logging(settings)
+    return asyncio.run(_run_evse(config, settings, specs, url, args.print_states))
 
 
-async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> int:
+async def _run_evse(config: Any, settings: Any, specs: Any, url: Any, print_states: bool) -> int:
     from slac.app.service import EvseService, run_stdin
 
     service = EvseService(specs, config)
@@ -98,7 +100,7 @@ async def _run_evse(config: Any, specs: Any, url: Any, print_states: bool) -> in
         else:
             from slac.app.mqtt import MqttBridge
 
-            await MqttBridge(service, url, config).run()
+            await MqttBridge(service, url, settings).run()
     except asyncio.CancelledError:
         if not stopping:
             raise
@@ -122,23 +124,28 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _ev(args: argparse.Namespace) -> int:
-    from slac.app.logs import configure_logging
-    from slac.environment import Config
-    from slac.ev import EvMatchingFailedError, SlacEvSession
-    from slac.fsm.ev import EvConfig
+    from dataclasses import replace
 
-    config = Config().load_envs(args.env)
-    configure_logging(config)
+    from slac.app.logs import configure_logging
+    from slac.app.settings import AppSettings
+    from slac.config import EvConfig
+    from slac.environment import Config, load_settings
+    from slac.ev import EvMatchingFailedError, SlacEvSession
+
+    config, settings, ev_config = load_settings(args.env, Config, AppSettings, EvConfig)
+    options = {
+        "atten_limit": args.atten_limit,
+        "choice": args.choice,
+        "accept_nonstandard_match_cnf": args.accept_nonstandard_match_cnf or None,
+    }
+    ev_config = replace(ev_config, **{k: v for k, v in options.items() if v is not None})
+    configure_logging(settings)
 
     async def run() -> int:
         session = SlacEvSession(
             args.iface,
             config,
-            EvConfig(
-                atten_limit=args.atten_limit,
-                choice=args.choice,
-                accept_nonstandard_match_cnf=args.accept_nonstandard_match_cnf,
-            ),
+            ev_config,
             sudo_hint="`sudo slac ev ...`",
         )
         try:
@@ -160,6 +167,51 @@ def _ev(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from slac.app.logs import configure_logging
+    from slac.app.settings import AppSettings
+    from slac.app.station import load_station
+    from slac.environment import Config, load_settings
+    from slac.tools.doctor import DoctorOptions, diagnose
+
+    if args.timeout <= 0 or args.ev_timeout <= 0:
+        print("error: --timeout and --ev-timeout must be more than 0 s", file=sys.stderr)
+        return 2
+    config, settings = load_settings(args.env, Config, AppSettings)
+    if args.iface:
+        interfaces: list[tuple[str, Optional[str]]] = [(name, None) for name in args.iface]
+    else:
+        specs = load_station(args.config or Path("cs_configuration.json"))
+        interfaces = [(spec.network_interface, spec.evse_id) for spec in specs]
+    configure_logging(settings)
+    options = DoctorOptions(
+        timeout=args.timeout,
+        accepted=tuple(config.set_key_result_ok),
+        key=args.key,
+        with_ev=args.with_ev,
+        ev_timeout=args.ev_timeout,
+        settle_time=config.set_key_settle_time,
+    )
+    report = asyncio.run(diagnose(interfaces, options))
+    print(report.to_json() if args.json else report.to_text())
+    return report.exit_code
+
+
+def _config(args: argparse.Namespace) -> int:
+    from slac.environment import BEGIN, END, config_table, update_table
+
+    if args.update:
+        written = update_table(args.update)
+        if written is None:
+            names = " or ".join(str(p) for p in args.update)
+            print(f"error: no {BEGIN} ... {END} in {names}", file=sys.stderr)
+            return 2
+        print(f"configuration table written to {written}")
+        return 0
+    sys.stdout.write(config_table())
+    return 0
+
+
 def _powerline(args: argparse.Namespace) -> int:
     from slac.testing.powerline.__main__ import main as powerline_main
 
@@ -167,6 +219,10 @@ def _powerline(args: argparse.Namespace) -> int:
     if rest[:1] == ["--"]:  # `slac powerline -- --evs 2`: the separator is not an option
         rest = rest[1:]
     return powerline_main(rest)
+
+
+def _ev_default(name: str) -> Any:
+    return getattr(EvConfig(), name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,16 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--atten-limit",
         type=float,
-        default=40.0,
-        help="highest average attenuation accepted (dB, 40)",
+        default=None,
+        help="highest average attenuation accepted (dB; default: EV_ATTEN_LIMIT, else "
+        f"{_ev_default('atten_limit'):g})",
     )
     ev.add_argument(
         "--choice",
-        choices=("lowest", "first"),
-        default="lowest",
-        help="lowest: wait for every EVSE, take the lowest attenuation (ISO 15118-3, "
-        "default); first: take the first under the limit at once (a naive car, for "
-        "simulations)",
+        choices=CHOICES,
+        default=None,
+        help="lowest: wait for every EVSE, take the lowest attenuation (ISO 15118-3); first: "
+        "take the first under the limit at once (a naive car, for simulations); default: "
+        f"EV_CHOICE, else {_ev_default('choice')}",
     )
     ev.add_argument(
         "--accept-nonstandard-match-cnf",
@@ -270,6 +327,83 @@ def build_parser() -> argparse.ArgumentParser:
         "identifier)",
     )
     ev.set_defaults(func=_ev)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check each interface's modem before the first car: permission, interface, "
+        "firmware, key, link status, role, sounding (root)",
+        description="Check each interface and its GreenPHY modem and say what to do about "
+        "each finding. Exit code 0: nothing found, 1: a finding, 2: bad usage. The set-key "
+        "check gives the modem a fresh random key (as slac evse does after an unplug); it is "
+        "skipped while another program (a running slac evse) uses the interface.",
+    )
+    where = doctor.add_mutually_exclusive_group()
+    where.add_argument(
+        "--iface", action="append", metavar="IF", help="interface to check (repeatable)"
+    )
+    where.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="station file whose interfaces to check (default: cs_configuration.json)",
+    )
+    doctor.add_argument("--env", type=Path, default=None, help=".env file (SET_KEY_RESULT_OK, ...)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--with-ev",
+        action="store_true",
+        help="wait for an EV to sound and check the modem's CM_ATTEN_PROFILE.IND",
+    )
+    doctor.add_argument(
+        "--ev-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="wait this long for the EV (s, 30)",
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="wait per request and try (s, 0.5; 3 tries)",
+    )
+    key = doctor.add_mutually_exclusive_group()
+    key.add_argument(
+        "--set-key",
+        dest="key",
+        action="store_const",
+        const="set",
+        default="auto",
+        help="run the set-key check even while another program uses the interface",
+    )
+    key.add_argument(
+        "--keep-key",
+        dest="key",
+        action="store_const",
+        const="keep",
+        help="skip the set-key check: leave the modem's key as it is",
+    )
+    doctor.set_defaults(func=_doctor)
+
+    config = sub.add_parser(
+        "config",
+        help="print the table of every setting (environment variable, default, unit, rule)",
+        description="Print the configuration table (Markdown), made from the settings' "
+        "declarations (slac.config, slac.app.settings), as docs/configuration.md shows it.",
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="print the table in Markdown (the default)"
+    )
+    config.add_argument(
+        "--update",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="rewrite the table between the config-table markers of the first FILE that has "
+        "them (make config-table)",
+    )
+    config.set_defaults(func=_config)
 
     powerline = sub.add_parser(
         "powerline",

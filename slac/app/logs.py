@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
-from slac.environment import Config
+from slac.app.settings import AppSettings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: record fields copied into JSON lines when present
@@ -41,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(config: Config, stream: Optional[TextIO] = None) -> logging.Handler:
+def configure_logging(config: AppSettings, stream: Optional[TextIO] = None) -> logging.Handler:
     """Send log records at ``config.log_level`` and above to ``stream`` (stderr), as text
     lines or JSON objects (``config.log_format``). Replaces the root logger's handlers."""
     handler = logging.StreamHandler(stream or sys.stderr)

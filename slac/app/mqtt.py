@@ -21,12 +21,14 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
-from urllib.parse import urlsplit
 
 from slac.app.service import EvseService, StateReport
-from slac.environment import Config
+from slac.app.settings import AppSettings
+
+# MqttUrl and parse_mqtt_url live with the settings (CP_SOURCE is checked without aiomqtt)
+from slac.app.settings import MqttUrl as MqttUrl
+from slac.app.settings import parse_mqtt_url as parse_mqtt_url
 from slac.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,35 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: state changes kept while the broker is away (the oldest go first beyond this)
 OUTBOX_LIMIT = 10_000
-
-
-@dataclass(frozen=True)
-class MqttUrl:
-    host: str
-    port: int
-    prefix: str
-
-    def __str__(self) -> str:
-        return f"mqtt://{self.host}:{self.port}/{self.prefix}"
-
-
-def parse_mqtt_url(url: str) -> MqttUrl:
-    """mqtt://host[:port]/prefix (port 1883 by default); ValueError in plain words."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt":
-        raise ValueError(f"{url!r}: expected stdin or mqtt://host:port/prefix")
-    if not parts.hostname:
-        raise ValueError(f"{url!r}: no broker host")
-    try:
-        port = parts.port or 1883
-    except ValueError:
-        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
-    prefix = parts.path.strip("/")
-    if not prefix:
-        raise ValueError(f"{url!r}: a topic prefix is needed, e.g. mqtt://localhost:1883/slac")
-    if any(c in prefix for c in "+#"):
-        raise ValueError(f"{url!r}: the prefix must not contain MQTT wildcards (+ or #)")
-    return MqttUrl(parts.hostname, port, prefix)
 
 
 def parse_cp_payload(payload: bytes) -> str:
@@ -90,7 +63,7 @@ def parse_cp_payload(payload: bytes) -> str:
 class MqttBridge:
     """Connects an :class:`EvseService` to an MQTT broker; :meth:`run` until cancelled."""
 
-    def __init__(self, service: EvseService, url: MqttUrl, config: Optional[Config] = None):
+    def __init__(self, service: EvseService, url: MqttUrl, config: Optional[AppSettings] = None):
         self.service = service
         self.url = url
         self.config = config or service.config

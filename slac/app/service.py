@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, TextIO
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError, UsageError
+from slac.fsm.station_view import StationView
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,13 @@ class EvseService(SlacSessionController):
     ) -> None:
         self.config = config or Config()
         self.sessions: dict[str, SlacEvseSession] = {}
+        #: what the station's EVSEs heard of each EV: an EVSE leaves a car that another one
+        #: hears clearly better to that one (slac.fsm.station_view)
+        self.station = StationView()
         for spec in evses:
             session = session_factory(spec.evse_id, spec.network_interface, self.config)
+            if session.station_view is None:
+                session.station_view = self.station
             session.state_listeners.append(self._state_changed)
             self.sessions[spec.evse_id] = session
         if not self.sessions:

@@ -52,12 +52,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional
 
 from slac import enums
-from slac.errors import ConfigError
+
+# the EV's settings are declared in slac.config; these names stay importable from here
+from slac.config import ATTEMPT_PAUSE as ATTEMPT_PAUSE
+from slac.config import CHOICES as CHOICES
+from slac.config import EvConfig as EvConfig
 from slac.fsm.base import FrameHandler, Log, Machine, entry
 from slac.fsm.events import (
     EvAttemptFailed,
@@ -105,84 +108,9 @@ logger = logging.getLogger(__name__)
 
 BROADCAST = MacAddress(enums.BROADCAST_MAC)
 
-#: The values of :attr:`EvConfig.choice`.
-CHOICES = ("lowest", "first")
-
-#: Pause between a failed attempt and the next (:attr:`EvConfig.attempt_pause`). ISO 15118-3
-#: asks for TT_matching_rate (0.4 s) at least (V2G3-A09-124). ISO 15118-5 test systems
-#: (TC_EVCC_CMN_VTB_CmSlacParm_010) listen, after the last CM_SLAC_PARM.REQ of a failed
-#: attempt, for TT_match_response + 2 x 0.25 s (0.7 s) of silence, then start a timer of
-#: TT_matching_rate + 0.25 s within which the new matching process must come (1.35 s after
-#: the last request), and do not stop that timer when its first request arrives. The
-#: attempt fails TT_match_response after its last REQ; TT_matching_rate + TT_match_response
-#: more puts the next attempt's first REQ 0.8 s after the last one, and its third at 1.2 s:
-#: the whole attempt inside the window.
-ATTEMPT_PAUSE = enums.TT_MATCHING_RATE + enums.TT_MATCH_RESPONSE
-
 #: HomePlug AV security levels a NID may carry (bits 4-5 of its last byte): 0 simple
 #: connect (what every SLAC stack sends), 1 secure. 2 and 3 are reserved.
 NID_SECURITY_LEVELS = (enums.SECURITY_LEVEL_SIMPLE_CONNECT, enums.SECURITY_LEVEL_SECURE)
-
-
-@dataclass
-class EvConfig:
-    """The EV's timers and limits (ISO 15118-3 defaults)."""
-
-    match_response_timeout: float = enums.TT_MATCH_RESPONSE
-    #: Resends of CM_SLAC_PARM.REQ and CM_SLAC_MATCH.REQ after the first (C_EV_match_retry).
-    match_retries: int = enums.C_EV_MATCH_RETRY
-    atten_results_timeout: float = enums.TT_EV_ATTEN_RESULTS
-    batch_interval: float = enums.TP_EV_BATCH_MSG_INTERVAL
-    num_sounds: int = enums.C_EV_MATCH_MNBC
-    start_atten_char_copies: int = enums.C_EV_START_ATTEN_CHAR_INDS
-    #: Highest average attenuation (dB) accepted for a match (open-plc-utils: 40).
-    atten_limit: float = 40.0
-    #: At most this many attempts (None: as many as ``matching_repetition`` allows).
-    attempts: Optional[int] = None
-    #: Pause after a failed attempt, before the next one (see :data:`ATTEMPT_PAUSE`).
-    attempt_pause: float = ATTEMPT_PAUSE
-    #: TT_matching_repetition: failed attempts are repeated while this runs (from start).
-    matching_repetition: float = enums.TT_MATCHING_REPETITION
-    #: EVSEs kept per attempt (CM_SLAC_PARM.CNF senders); later ones are ignored, so a flood
-    #: of confirmations cannot grow the EV's state.
-    max_candidates: int = 16
-    #: How the EVSE is chosen among those that sent CM_ATTEN_CHAR.IND:
-    #: ``"lowest"`` (ISO 15118-3): wait for every EVSE that confirmed (or TT_EV_atten_results),
-    #: then the lowest average attenuation under ``atten_limit``.
-    #: ``"first"``: the first indication under ``atten_limit`` is chosen at once, without
-    #: waiting for the others. This is how naive EVs behave (Qualcomm's ``pev``, EVerest's EV
-    #: state machine, pyPLC); it is meant for simulations of such cars, not for a real vehicle.
-    choice: str = "lowest"
-    #: Not conformant, off by default: accept a CM_SLAC_MATCH.CNF whose NID is not derived
-    #: from its NMK and whose PEV_ID/EVSE_ID are not zero (pyPLC's EVSE sends the fixed NID
-    #: 01020304050607, Qualcomm's ``evse`` its station identifier; real cars take both).
-    #: Every other field is still checked.
-    accept_nonstandard_match_cnf: bool = False
-
-    def __post_init__(self) -> None:
-        problems: dict[str, str] = {}
-        if self.choice not in CHOICES:
-            problems["EvConfig.choice"] = f"{self.choice!r} is not one of " + ", ".join(
-                repr(c) for c in CHOICES
-            )
-        if self.attempts is not None and self.attempts < 1:
-            problems["EvConfig.attempts"] = f"{self.attempts} is not None or at least 1"
-        if self.max_candidates < 1:
-            problems["EvConfig.max_candidates"] = f"{self.max_candidates} is not at least 1"
-        if self.match_retries < 0:
-            problems["EvConfig.match_retries"] = f"{self.match_retries} is negative"
-        if not 1 <= self.num_sounds <= 255:
-            problems["EvConfig.num_sounds"] = f"{self.num_sounds} is not 1 to 255"
-        if self.attempt_pause < enums.TT_MATCHING_RATE:
-            problems["EvConfig.attempt_pause"] = (
-                f"{self.attempt_pause:g} s is shorter than TT_matching_rate "
-                f"({enums.TT_MATCHING_RATE:g} s)"
-            )
-        for name in ("match_response_timeout", "atten_results_timeout", "matching_repetition"):
-            if getattr(self, name) <= 0:
-                problems[f"EvConfig.{name}"] = f"{getattr(self, name)} is not positive"
-        if problems:
-            raise ConfigError(problems)
 
 
 class EvState(Enum):

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Optional, TypeVar, Union
 
+from slac.config import MatchingConfig
 from slac.enums import (
     APPLICATION_TYPE_PEV_EVSE,
     ATTEN_CHAR_RESULT_SUCCESS,
@@ -75,7 +76,6 @@ from slac.enums import (
     TT_MATCH_RESPONSE,
     ValidateResult,
 )
-from slac.environment import Config
 from slac.errors import CpStateError
 from slac.fsm.base import FrameHandler, Log, Machine, entry
 from slac.fsm.events import (
@@ -90,6 +90,7 @@ from slac.fsm.events import (
     Stopped,
     StopReason,
 )
+from slac.fsm.station_view import StationView
 from slac.messages import (
     ZERO_ID,
     AmpMapCnf,
@@ -223,6 +224,8 @@ class EvRun:
     held_until: float = 0.0
     #: a request refused for key hygiene was reported (once per run)
     refusal_reported: bool = False
+    #: a request was left to the station's EVSE that hears this EV better (logged once)
+    left_to_station: bool = False
 
     @property
     def key(self) -> tuple[bytes, bytes]:
@@ -274,7 +277,7 @@ class MatchRecord:
     cnf: SlacMatchCnf
 
 
-def plug_in_time_limit(config: Config) -> float:
+def plug_in_time_limit(config: MatchingConfig) -> float:
     """The longest a plug-in stays WAITING, from :meth:`EvseMatcher.start` to Matched or
     MatchingFailed, whatever the stations on the powerline send (82.1 s with the defaults).
 
@@ -315,14 +318,17 @@ class EvseMatcher(Machine[Event]):
         evse_mac: bytes,
         nmk: bytes,
         nid: bytes,
-        config: Optional[Config] = None,
+        config: Optional[MatchingConfig] = None,
         *,
         log: Optional[Log] = None,
+        station_view: Optional[StationView] = None,
     ) -> None:
         super().__init__()
         self.evse_mac = MacAddress(evse_mac)
+        #: what the other EVSEs of this station heard (None: this EVSE decides alone)
+        self.station_view = station_view
         self.modem_mac: Optional[MacAddress] = None
-        self.config = config or Config()
+        self.config = config or MatchingConfig()
         self.log = log or logger
         self._nmk = nmk
         self._nid = nid
@@ -493,6 +499,8 @@ class EvseMatcher(Machine[Event]):
         self._ongoing_reported = False
         self._started_at = now
         self._admit_until = now + self.config.slac_init_timeout
+        if self.station_view is not None:
+            self.station_view.forget(self.evse_mac)
         self.state = EvseState.WAITING
         self.log.info("matching: waiting for CM_SLAC_PARM.REQ")
         self._emit(MatchingStarted(1))
@@ -515,6 +523,8 @@ class EvseMatcher(Machine[Event]):
         self.runs.clear()
         self.match = None
         self._hold_wake = None
+        if self.station_view is not None:
+            self.station_view.forget(self.evse_mac)
         self.state = EvseState.IDLE
         self.log.info("SLAC stopped: %s", detail or reason.value)
         self._emit(Stopped(reason, was_matched, detail or reason.value))
@@ -1089,6 +1099,9 @@ class EvseMatcher(Machine[Event]):
             return
         if run.state is RunState.WAIT_RSP:
             self._wait_for_match(run, now)
+        if self._leave_to_better_evse(run, now):
+            self._ignore(frame, "another EVSE of this station hears this EV clearly better")
+            return
         rivals = self._better_rivals(run, now)
         if rivals:
             first = run.held_request is None
@@ -1137,9 +1150,39 @@ class EvseMatcher(Machine[Event]):
             )
         self.match = MatchRecord(run.ev_mac, run.run_id, cnf)
         self._key_holder = run.ev_mac
+        if self.station_view is not None:
+            self.station_view.matched(self.evse_mac, run.ev_mac)
         self.state = EvseState.MATCHED
         self._log_run(logging.INFO, run, "%s", _summary(run, now, self._nid))
         self._emit(Matched(run.ev_mac, run.run_id, self._nid, run.heard_db))
+
+    # --- the station: an EV heard clearly better by another EVSE ------------------------------
+
+    def _leave_to_better_evse(self, run: EvRun, now: float) -> bool:
+        """True when another EVSE of this station heard ``run``'s EV at least
+        ``match_hold_margin`` dB better (and is not matched with another EV): the EV's own
+        EVSE is that one, so its request here stays unanswered (logged once per run)."""
+        mine = run.heard_db
+        if self.station_view is None or mine is None:
+            return False
+        better = self.station_view.better_elsewhere(
+            self.evse_mac, run.ev_mac, mine, self.config.match_hold_margin, now
+        )
+        if better is None:
+            return False
+        if not run.left_to_station:
+            run.left_to_station = True
+            self._log_run(
+                logging.INFO,
+                run,
+                "CM_SLAC_MATCH.REQ not answered: EVSE %s of this station hears this EV at "
+                "%.1f dB, %.1f dB better than this EVSE (%.1f dB); it is that EVSE's car",
+                MacAddress(better.evse),
+                better.db,
+                better.margin_db,
+                mine,
+            )
+        return True
 
     # --- holding a request for a better-heard EV ------------------------------------------------
 
@@ -1179,6 +1222,9 @@ class EvseMatcher(Machine[Event]):
             if not self._better_rivals(run, now):
                 request = run.held_request
                 assert request is not None
+                if self._leave_to_better_evse(run, now):
+                    run.held_request = None
+                    continue
                 if now <= run.held_until:
                     self._log_run(
                         logging.INFO, run, "no EV heard better is choosing any more: confirmed"
@@ -1252,6 +1298,9 @@ class EvseMatcher(Machine[Event]):
             source_address=run.ev_mac, run_id=run.run_id, num_sounds=run.profiles, aag=aag
         )
         run.sounding_done = now
+        heard = run.heard_db
+        if self.station_view is not None and heard is not None:
+            self.station_view.heard(self.evse_mac, run.ev_mac, heard, now)
         history = self._evs.get(bytes(run.ev_mac))
         if history is not None:
             history.heard_db = run.heard_db
@@ -1529,7 +1578,7 @@ def _ms(seconds: float) -> float:
     return seconds * 1000.0
 
 
-def _latest_turn(config: Config) -> float:
+def _latest_turn(config: MatchingConfig) -> float:
     """The latest CM_ATTEN_CHAR.IND after the first CM_START_ATTEN_CHAR.IND: it and its
     C_EV_match_retry resends still go out TP_match_response before the EV's
     TT_EV_atten_results runs out (0.7 s)."""

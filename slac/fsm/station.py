@@ -48,6 +48,7 @@ import secrets
 from enum import Enum
 from typing import TYPE_CHECKING, Callable, Generic, Optional, Protocol, TypeVar
 
+from slac.config import EvseConfig
 from slac.fsm.base import Log, Machine, earliest
 from slac.fsm.ev import EvConfig, EvMatcher
 from slac.fsm.events import (
@@ -71,11 +72,12 @@ from slac.fsm.events import (
 )
 from slac.fsm.evse import EvseMatcher, EvseState, parse_cp_state
 from slac.fsm.modem import ModemConfig, ModemMachine
+from slac.fsm.station_view import StationView
 from slac.messages import Frame
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 
 if TYPE_CHECKING:
-    from slac.environment import Config
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -204,15 +206,24 @@ class EvseStation(_Host[EvseMatcher]):
     def __init__(
         self,
         evse_mac: bytes,
-        config: Optional[Config] = None,
+        config: Optional[EvseConfig] = None,
         *,
         interface: str = "",
         token_bytes: TokenBytes = secrets.token_bytes,
         log: Optional[Log] = None,
+        station_view: Optional[StationView] = None,
     ) -> None:
-        matcher = EvseMatcher(evse_mac, nmk=bytes(16), nid=bytes(7), config=config, log=log)
+        config = config if config is not None else EvseConfig()
+        matcher = EvseMatcher(
+            evse_mac,
+            nmk=bytes(16),
+            nid=bytes(7),
+            config=config,
+            log=log,
+            station_view=station_view,
+        )
         #: the settings (the matcher's defaults when None was given)
-        self.config: Config = matcher.config
+        self.config: EvseConfig = config
         super().__init__(
             evse_mac, self.config, interface=interface, token_bytes=token_bytes, log=log
         )

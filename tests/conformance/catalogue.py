@@ -8,7 +8,7 @@ applies when it can be played without control-pilot measurement hardware: the te
 case whose verdict needs the tester to *measure* duty cycle or voltages, or the SUT to count
 B-C-B toggles on a real CP, does not apply; nor does one the SUT's declared PICS/PIXIT
 deselect. Each applicable case is one test named ``test_<TC id>`` in ``test_secc.py`` /
-``test_evcc.py``; ``test_catalogue.py`` checks that, and that the README's tables list
+``test_evcc.py``; ``test_catalogue.py`` checks that, and that docs/conformance.md's tables list
 every case.
 
 ``seconds`` is about how long a case takes (the longest go first in a parallel run).

@@ -1,8 +1,8 @@
-"""The conformance suites against the catalogue and the README (no root needed).
+"""The conformance suites against the catalogue and docs/conformance.md (no root needed).
 
 Every case of the catalogue that applies has exactly one test named after its TC id, no
 test exists for a case that does not apply (unless only the SUT's declared PIXIT deselects
-it), and the README's tables list every case once, with its applicability.
+it), and the conformance page's tables list every case once, with its applicability.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .testsystem import templates as tpl
 from .testsystem.port import BROADCAST
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parent.parent / "README.md"
+#: the conformance page of the documentation site (its tables: one row per case)
+PAGE = HERE.parent.parent / "docs" / "conformance.md"
 
 
 def _tests_in(path: Path) -> list[str]:
@@ -53,31 +54,28 @@ def test_catalogue_ids_are_unique_and_well_formed() -> None:
     assert (len(SECC_CASES), len(EVCC_CASES)) == (78, 96)
 
 
-def _readme_rows() -> dict[str, str]:
-    text = README.read_text()
-    section = text[text.index("## Conformance (ISO 15118-5)") :]
-    section = section[: section.index("\n## ", 4)]
+def _page_rows() -> dict[str, str]:
     rows: dict[str, str] = {}
-    for line in section.splitlines():
+    for line in PAGE.read_text().splitlines():
         match = re.match(r"\| `(TC_[A-Za-z0-9_]+)` \|(.*)\|(.*)\|$", line)
         if match:
-            assert match.group(1) not in rows, f"README lists {match.group(1)} twice"
+            assert match.group(1) not in rows, f"docs/conformance.md lists {match.group(1)} twice"
             rows[match.group(1)] = match.group(3).strip()
     return rows
 
 
-def test_the_readme_lists_every_case_with_its_applicability() -> None:
-    rows = _readme_rows()
+def test_the_conformance_page_lists_every_case_with_its_applicability() -> None:
+    rows = _page_rows()
     assert set(rows) == set(CASES), (
-        f"README rows missing: {sorted(set(CASES) - set(rows))}; "
+        f"docs/conformance.md rows missing: {sorted(set(CASES) - set(rows))}; "
         f"unknown: {sorted(set(rows) - set(CASES))}"
     )
     for tc, verdict in rows.items():
         case = CASES[tc]
         if case.applies:
-            assert verdict.startswith(("pass", "fail")), f"{tc}: applies, README says {verdict}"
+            assert verdict.startswith(("pass", "fail")), f"{tc}: applies, the page says {verdict}"
         else:
-            assert verdict.startswith("not applicable"), f"{tc}: README says {verdict}"
+            assert verdict.startswith("not applicable"), f"{tc}: the page says {verdict}"
 
 
 def test_the_test_systems_nid_derivation_matches_the_reference_vectors() -> None:

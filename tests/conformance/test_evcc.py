@@ -1,7 +1,7 @@
 """ISO 15118-5 EVCC conformance: the catalogue's SLAC cases against ``slac ev``.
 
 One test per case that applies without CP measurement hardware (see ``catalogue.py`` and
-the README's table), named by its TC id. The tester plays the EVSE (one or two) and the EV's
+docs/conformance.md), named by its TC id. The tester plays the EVSE (one or two) and the EV's
 modem over a veth pair; the SUT is the ``slac ev`` command in its own namespace. Each test
 reads as the catalogue's test case: the precondition (``pr_*``), then the test behaviour
 (``tb_*``) with the same numbers.

@@ -1,7 +1,7 @@
 """ISO 15118-5 SECC conformance: the catalogue's SLAC cases against the real EVSE side.
 
 One test per case that applies without CP measurement hardware (see ``catalogue.py`` and
-the README's table), named by its TC id. The tester plays the EV and the EVSE's modem over a
+docs/conformance.md), named by its TC id. The tester plays the EV and the EVSE's modem over a
 veth pair in its own namespace; the SUT is ``SlacEvseSession`` with a
 ``SlacSessionController`` in this process. Each test reads as the catalogue's test case:
 the precondition (``pr_*``), then the test behaviour (``tb_*``) with the same numbers.

@@ -32,6 +32,12 @@ from slac.messages import (
     StartAttenCharInd,
     ValidateCnf,
     ValidateReq,
+    VsHostActionInd,
+    VsHostActionRsp,
+    VsRdModCnf,
+    VsRdModReq,
+    VsRsDevCnf,
+    VsRsDevReq,
     VsSwVerCnf,
     decode_frame,
 )
@@ -140,6 +146,24 @@ def test_scapy_reads_vendor_sw_version() -> None:
     layer = frame[hpav.GetDeviceVersion]
     assert layer.DeviceID == 0x22
     assert layer.DeviceVersion.rstrip(b"\x00") == b"MAC-QCA7000-1.1.0.730"
+
+
+def test_scapy_reads_vendor_reset_host_action_and_pib_read() -> None:
+    """VS_RS_DEV, VS_HOST_ACTION.IND and VS_RD_MOD as scapy's HomePlug AV layers read them
+    (an oracle for the layouts doctor and the modem emulation use)."""
+    reset = scapy_all.Ether(VsRsDevCnf(status=0).to_frame(EVSE, EV))
+    assert reset[hpav.HomePlugAV].HPtype == 0xA01D
+    assert reset[hpav.ResetDeviceConfirmation].Status == 0
+    assert scapy_all.Ether(VsRsDevReq().to_frame(EV, EVSE))[hpav.HomePlugAV].HPtype == 0xA01C
+    action = scapy_all.Ether(VsHostActionInd(action=0x02).to_frame(EVSE, EV))
+    assert action[hpav.HostActionRequired].ActionRequired == 0x02
+    request = scapy_all.Ether(VsRdModReq(length=1, offset=0x1653).to_frame(EV, EVSE))
+    read = request[hpav.ReadModuleDataRequest]
+    assert (read.ModuleID, read.Length, read.Offset) == (0x02, 1, 0x1653)
+    answer = VsRdModCnf(offset=0x1653, data=b"\x02", checksum=0xFFFFFFFD)
+    confirm = scapy_all.Ether(answer.to_frame(EVSE, EV))[hpav.ReadModuleDataConfirmation]
+    assert (confirm.Status, confirm.ModuleID, confirm.DataLen, confirm.Offset) == (0, 2, 1, 0x1653)
+    assert (confirm.checksum, confirm.ModuleData) == (0xFFFFFFFD, b"\x02")
 
 
 # --- we read scapy's ----------------------------------------------------------------------------
@@ -420,3 +444,46 @@ def test_tshark_reads_our_field_values(dissected: list[dict[str, Any]]) -> None:
     assert int(validate_cnf[gp + "cm_validate.result"], 0) == 3
     assert sw["homeplug_av.get_sw_cnf.ver_str"] == "MAC-QCA7000-1.1.0.730"
     assert int(sw["homeplug_av.get_sw_cnf.dev_id"], 0) == 0x22
+
+
+@needs_tshark
+def test_tshark_reads_the_vendor_messages_doctor_and_the_modem_emulation_use(
+    tmp_path: Path,
+) -> None:
+    messages: list[Message] = [
+        VsRsDevReq(),
+        VsRsDevCnf(status=0),
+        VsHostActionInd(action=0x05),
+        VsHostActionRsp(),
+        VsRdModReq(length=1, offset=0x1653),
+        VsRdModCnf(offset=0x1653, data=b"\x02", checksum=0xFFFFFFFD),
+    ]
+    path = tmp_path / "vendor.pcap"
+    write_pcap(path, [m.to_frame(EVSE, EV) for m in messages])
+    assert TSHARK is not None
+    out = subprocess.run(
+        [TSHARK, "-r", str(path), "-T", "json", "--no-duplicate-keys", "-e", "_ws.col.Info"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    info = [p["_source"]["layers"]["_ws.col.Info"][0] for p in json.loads(out)]
+    names = ["RS_DEV.REQ", "RS_DEV.CNF", "HOST_ACTION.IND", "HOST_ACTION.RSP", "RD_MOD.REQ"]
+    for text, name in zip(info, [*names, "RD_MOD.CNF"]):
+        assert name in text, (name, text)
+    full = subprocess.run(
+        [TSHARK, "-r", str(path), "-T", "json", "--no-duplicate-keys"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    packets = [p["_source"]["layers"] for p in json.loads(full)]
+    assert not any("_ws.malformed" in json.dumps(p) for p in packets)
+    fields = [_fields(p["homeplug-av"]) for p in packets]
+    assert int(fields[1]["homeplug_av.rs_dev_cnf.status"], 0) == 0
+    assert int(fields[2]["homeplug_av.host_action_ind.action"], 0) == 0x05
+    for read in (fields[4], fields[5]):
+        assert int(read["homeplug_av.module_id"], 0) == 0x02
+        assert int(read["homeplug_av.mem.offset"], 0) == 0x1653
+    assert int(fields[5]["homeplug_av.rd_mod_cnf.status"], 0) == 0
+    assert int(fields[5]["homeplug_av.mem.checksum"], 0) == 0xFFFFFFFD

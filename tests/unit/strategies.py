@@ -16,6 +16,7 @@ from slac.messages import (
     MnbcSoundInd,
     SlacParmCnf,
     SlacParmReq,
+    VsRdModCnf,
     VsSwVerCnf,
 )
 from slac.utils import MacAddress
@@ -64,6 +65,10 @@ def _parm(draw: st.DrawFn, cls: type[Message]) -> Message:
 def message_strategy(cls: type[Message]) -> st.SearchStrategy[Message]:
     if cls in (SlacParmReq, SlacParmCnf):
         return _parm(cls)
+    if cls is VsRdModCnf:  # the length is the data's
+        kwargs = {name: _layout_strategy(code) for name, code in cls._LAYOUT if name != "length"}
+        kwargs["status"] = st.just(0)  # a refusal's data is padding (see the codec)
+        return st.builds(cls, data=st.binary(max_size=1024), **kwargs)
     kwargs = {name: _layout_strategy(code) for name, code in cls._LAYOUT}
     kwargs.update(_extra(cls))
     names = {f.name for f in fields(cls)}

@@ -302,21 +302,29 @@ def test_a_car_whose_own_parm_cnf_was_lost_is_not_keyed_by_a_neighbour(seed: int
 
 
 @pytest.mark.parametrize(
-    ("config", "wrong"),
+    ("config", "station_size", "wrong"),
     [
-        (Config(), 1),
-        (Config(atten_char_first_resend=0.015, atten_char_delay_per_db=0.006), 0),
+        (Config(), 0, 1),
+        (Config(), 2, 0),
+        (Config(match_hold_margin=0.0), 2, 1),
+        (Config(atten_char_first_resend=0.015, atten_char_delay_per_db=0.006), 0, 0),
     ],
-    ids=["ISO-resends", "ATTEN_CHAR_FIRST_RESEND"],
+    ids=["alone", "one-station", "one-station-margin-0", "ATTEN_CHAR_FIRST_RESEND"],
 )
-def test_a_naive_car_whose_own_first_atten_char_ind_is_lost(config: Config, wrong: int) -> None:
-    """The limit of what a conformant EVSE can do for a car that takes the first
-    CM_ATTEN_CHAR.IND: its own EVSE's IND (its turn comes first) is lost, and the neighbour's
-    EVSE (30 dB, waiting for its own car, which starts SLAC later) has nobody better to wait
-    for. With the ISO resend after TT_match_response the neighbour's IND comes first and the
-    car pairs with it (the README's residual figure). With ATTEN_CHAR_FIRST_RESEND (not ISO)
-    the lost IND is repeated before the neighbour's turn: the car takes its own EVSE."""
-    park = Carpark(Layout.uniform(2, crosstalk=30.0), config=config, seed=1)
+def test_a_naive_car_whose_own_first_atten_char_ind_is_lost(
+    config: Config, station_size: int, wrong: int
+) -> None:
+    """A car that takes the first CM_ATTEN_CHAR.IND: its own EVSE's IND (its turn comes
+    first) is lost, and the neighbour's EVSE (30 dB, waiting for its own car, which starts
+    SLAC later) has nobody better to wait for. An EVSE alone cannot tell: with the ISO resend
+    after TT_match_response the neighbour's IND comes first and the car pairs with it. When
+    both EVSEs are one station (one StationView), the neighbour's EVSE knows the car's own
+    EVSE heard it 10 dB better and leaves its CM_SLAC_MATCH.REQ unanswered: the car starts
+    over and takes its own EVSE (MATCH_HOLD_MARGIN 0 turns that off). With
+    ATTEN_CHAR_FIRST_RESEND (not ISO) the lost IND is repeated before the neighbour's turn."""
+    park = Carpark(
+        Layout.uniform(2, crosstalk=30.0), config=config, seed=1, station_size=station_size
+    )
     park.arrive(CarSpec(name="naive", choice="first", dwell=30.0), at=0.0, evse=0)
     park.arrive(CarSpec(name="late", slac_delay=5.0, dwell=30.0), at=0.0, evse=1)
     park.at(0.1, lambda park: park.drop_next("naive", 0, "CM_ATTEN_CHAR.IND"))

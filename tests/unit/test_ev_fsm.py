@@ -164,7 +164,5 @@ def test_choice_first_with_none_under_the_limit_fails_the_attempt() -> None:
 
 
 def test_choice_must_be_lowest_or_first() -> None:
-    with pytest.raises(
-        ConfigError, match="EvConfig.choice: 'best' is not one of 'lowest', 'first'"
-    ):
+    with pytest.raises(ConfigError, match="EvConfig.choice: 'best' must be one of lowest, first"):
         EvConfig(choice="best")

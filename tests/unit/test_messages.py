@@ -30,8 +30,14 @@ from slac.messages import (
     UnknownMessage,
     ValidateCnf,
     ValidateReq,
+    VsHostActionInd,
+    VsHostActionRsp,
     VsPlLinkStatusCnf,
     VsPlLinkStatusReq,
+    VsRdModCnf,
+    VsRdModReq,
+    VsRsDevCnf,
+    VsRsDevReq,
     VsSwVerCnf,
     VsSwVerReq,
     decode_frame,
@@ -167,6 +173,36 @@ GOLDEN: list[tuple[Message, MacAddress, MacAddress, bytes]] = [
         VsPlLinkStatusCnf(link_status=1),
         EVSE, PLC,
         padded(hx(eth(EVSE, PLC), "00 b9a0 00b052", "00 01")),
+    ),
+    (
+        VsRsDevReq(),
+        PLC, EVSE,
+        padded(hx(eth(PLC, EVSE), "00 1ca0 00b052")),
+    ),
+    (
+        VsRsDevCnf(status=0),
+        EVSE, PLC,
+        padded(hx(eth(EVSE, PLC), "00 1da0 00b052", "00")),
+    ),
+    (
+        VsHostActionInd(action=0, major_version=1, minor_version=2),
+        EVSE, PLC,
+        padded(hx(eth(EVSE, PLC), "00 62a0 00b052", "00 01 02")),
+    ),
+    (
+        VsHostActionRsp(),
+        PLC, EVSE,
+        padded(hx(eth(PLC, EVSE), "00 63a0 00b052", "00")),
+    ),
+    (  # one byte of the PIB: SLAC_EnableMode at 0x1653 (LE offset 53 16 00 00)
+        VsRdModReq(length=1, offset=0x1653),
+        PLC, EVSE,
+        padded(hx(eth(PLC, EVSE), "00 24a0 00b052", "02 00 0100 53160000", "00" * 16)),
+    ),
+    (
+        VsRdModCnf(offset=0x1653, data=b"\x02", checksum=0xFFFFFFFD),
+        EVSE, PLC,
+        padded(hx(eth(EVSE, PLC), "00 25a0 00b052", "00 000000 02 00 0100 53160000 fdffffff 02")),
     ),
 ]
 # fmt: on

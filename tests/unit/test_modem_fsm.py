@@ -172,7 +172,8 @@ def test_changed_settings_apply_to_the_next_key() -> None:
     d = Driver(config)
     d.set_key()
     d.receive(SetKeyCnf(result=0))
-    config.set_key_result_ok = (0,)
+    with pytest.deprecated_call(match="Config is frozen"):  # replace() is the way now
+        config.set_key_result_ok = (0,)  # type: ignore[misc]
     d.set_key()
     d.receive(SetKeyCnf(result=0))
     assert len(d.of(KeyNotSet)) == 1

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from slac.enums import PLC_LOCAL_MAC
+from slac.enums import PIB_SLAC_ENABLE_MODE, PLC_LOCAL_MAC
 from slac.messages import (
     AttenProfileInd,
+    Message,
     MnbcSoundInd,
     SetKeyCnf,
     SetKeyReq,
     SlacParmCnf,
     SlacParmReq,
+    VsHostActionInd,
     VsPlLinkStatusCnf,
     VsPlLinkStatusReq,
+    VsRdModCnf,
+    VsRdModReq,
+    VsRsDevCnf,
+    VsRsDevReq,
     VsSwVerCnf,
     VsSwVerReq,
     decode_frame,
 )
-from slac.testing.powerline.medium import EV, EVSE, Medium
+from slac.testing.powerline.medium import EV, EVSE, Medium, pib_checksum
 from slac.utils import MacAddress
 
 EV_HOST = MacAddress("02:00:00:00:0e:01")
@@ -172,3 +178,122 @@ def test_delay_and_jitter_are_applied_per_delivery() -> None:
         for d in medium.from_host(0, SlacParmReq(run_id=bytes(8)).to_frame(BROADCAST, EV_HOST))
     ]
     assert all(0.01 <= d <= 0.015 for d in delays)
+
+
+# --- the modem emulation's vendor answers, restarts, resets and role (hand-moved clock) ---------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ask(medium: Medium, port: int, message: Message) -> list[Message]:
+    host = EVSE_HOSTS[port - 1]
+    replies = medium.from_host(port, message.to_frame(PLC_LOCAL_MAC, host))
+    out = []
+    for reply in replies:
+        decoded = decode_frame(reply.frame).message
+        assert isinstance(decoded, Message)
+        out.append(decoded)
+    return out
+
+
+def test_vs_sw_ver_answers_the_configured_firmware_and_device_class() -> None:
+    medium = medium_with()
+    medium.modems[1].firmware = "MAC-QCA7005-3.3.0"
+    medium.modems[1].device_class = 0x20
+    assert _ask(medium, 1, VsSwVerReq()) == [
+        VsSwVerCnf(version="MAC-QCA7005-3.3.0", device_class=0x20)
+    ]
+
+
+def test_the_pib_read_tells_the_role_and_follows_a_role_switch() -> None:
+    medium = medium_with()
+    read = VsRdModReq(length=1, offset=PIB_SLAC_ENABLE_MODE)
+    ((cnf,),) = [_ask(medium, 1, read)]
+    assert isinstance(cnf, VsRdModCnf) and cnf.status == 0 and cnf.data == bytes([2])
+    medium.set_role(1, EV)
+    (cnf,) = _ask(medium, 1, read)
+    assert isinstance(cnf, VsRdModCnf) and cnf.data == bytes([1])
+    (beyond,) = _ask(medium, 1, VsRdModReq(length=16, offset=0x3FF8))
+    assert isinstance(beyond, VsRdModCnf) and beyond.status != 0
+
+
+def _profiles(medium: Medium, frame: bytes) -> list[AttenProfileInd]:
+    messages = [decode_frame(d.frame).message for d in medium.from_host(0, frame)]
+    return [m for m in messages if isinstance(m, AttenProfileInd)]
+
+
+def test_a_modem_switched_to_the_ev_role_measures_no_sounds() -> None:
+    medium = medium_with(n_evses=1)
+    sound = MnbcSoundInd(remaining_sounds=9, run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    assert len(_profiles(medium, sound)) == 1
+    medium.set_role(1, EV)
+    assert _profiles(medium, sound) == []
+
+
+def test_profiles_without_data_have_numgroups_0() -> None:
+    medium = medium_with(n_evses=1)
+    medium.modems[1].profile_data = False
+    sound = MnbcSoundInd(remaining_sounds=9, run_id=bytes(8)).to_frame(BROADCAST, EV_HOST)
+    (profile,) = _profiles(medium, sound)
+    assert profile.aag == ()
+
+
+def test_a_silent_modem_answers_nothing_but_counts_what_it_was_asked() -> None:
+    medium = medium_with()
+    medium.modems[1].silent = True
+    for message in (VsSwVerReq(), VsPlLinkStatusReq(), SetKeyReq(nid=bytes(7), new_key=NMK)):
+        assert _ask(medium, 1, message) == []
+    assert medium.modems[1].requests["VS_SW_VER.REQ"] == 2  # once from medium_with
+    assert medium.modems[1].nmk != NMK
+
+
+def test_vendor_answers_can_be_off_while_cm_set_key_is_still_confirmed() -> None:
+    medium = medium_with()
+    medium.modems[1].vendor_answers = False
+    assert _ask(medium, 1, VsSwVerReq()) == []
+    assert _ask(medium, 1, SetKeyReq(nid=bytes(7), new_key=NMK)) == [SetKeyCnf(result=1)]
+
+
+def test_a_restart_loses_the_key_keeps_the_modem_away_then_announces_it() -> None:
+    clock = Clock()
+    medium = medium_with(clock=clock)
+    _ask(medium, 1, SetKeyReq(nid=bytes(7), new_key=NMK))
+    medium.modems[1].restart_time = 2.0
+    (announce,) = medium.restart(1)
+    assert medium.modems[1].nmk != NMK and medium.modems[1].restarts == 1
+    assert announce.port == 1 and announce.delay == 2.0
+    frame = decode_frame(announce.frame)
+    assert frame.message == VsHostActionInd(action=0)
+    assert frame.dst == EVSE_HOSTS[0] and frame.src == medium.modems[1].mac
+    clock.now += 1.9
+    assert _ask(medium, 1, VsSwVerReq()) == []  # still restarting
+    clock.now += 0.2
+    assert len(_ask(medium, 1, VsSwVerReq())) == 1
+    medium.modems[1].announce_restart = False
+    assert medium.restart(1) == []
+
+
+def test_vs_rs_dev_is_confirmed_then_the_modem_restarts() -> None:
+    clock = Clock()
+    medium = medium_with(clock=clock)
+    replies = medium.from_host(1, VsRsDevReq().to_frame(PLC_LOCAL_MAC, EVSE_HOSTS[0]))
+    assert [decode_frame(r.frame).message for r in replies] == [
+        VsRsDevCnf(status=0),
+        VsHostActionInd(action=0),
+    ]
+    assert [r.delay for r in replies] == [0.0, medium.modems[1].restart_time]
+    assert medium.modems[1].resets == 1 and medium.down(1)
+    clock.now += medium.modems[1].restart_time
+    assert not medium.down(1)
+
+
+def test_pib_checksum_is_the_inverted_xor_of_the_words() -> None:
+    assert pib_checksum(b"") == 0xFFFFFFFF
+    assert pib_checksum(bytes([2])) == 0xFFFFFFFD
+    assert pib_checksum(bytes([1, 0, 0, 0, 1])) == ~(1 ^ 1) & 0xFFFFFFFF

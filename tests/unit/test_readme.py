@@ -1,17 +1,24 @@
-"""Every command the README shows is run somewhere: by a named test (which must exist and
-run that command) or by .ci/run. A command added to the README without a place here fails
-this test; so does a place that no longer runs it. The Messages example is run as written."""
+"""Every command the README or a page of docs/ shows is run somewhere: by a named test (which
+must exist and run that command) or by .ci/run. A command added to the README or the docs
+without a place here fails this test; so does a place that no longer runs it. The Messages
+example is run as written. The README's links lead to files that exist, and its anchors to
+headings that exist (the pages' own links and anchors: mkdocs build --strict,
+tests/unit/test_docs.py)."""
 
 from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 from ..conftest import ROOT
 
 README = ROOT / "README.md"
+#: every Markdown file whose commands count: the README and the site's pages
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
-#: README command -> (where it runs, a token that place's source must contain)
+#: command shown in the README or docs/*.md -> (where it runs, a token that place's source
+#: must contain)
 COVERAGE: dict[str, tuple[str, str]] = {
     "make demo": (
         "tests/integration/test_tools.py::test_make_demo_matches_and_shows_ipv6_then_cleans_up",
@@ -55,6 +62,10 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_operator.py::test_slac_evse_stdin_json_logs_and_pcap_read_by_tshark",
         '"-w"',
     ),
+    "slac config [--update FILE...]": (
+        "tests/unit/test_config.py::test_slac_config_update_without_markers_is_an_error",
+        '"--update"',
+    ),
     "slac analyze FILE [--json] [--plot out.png] [--strict]": (
         "tests/unit/test_captures.py::test_slac_analyze_command_text_json_and_plot",
         '"--plot"',
@@ -66,6 +77,30 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "slac powerline -- --evs 1 --evses 1 [--crosstalk 50]": (
         "tests/integration/test_tools.py::POWERLINE_COMMANDS",
         '"powerline",\n            "--"',
+    ),
+    "slac doctor [--iface IF | --config cs_configuration.json] [--json] [--with-ev]": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"doctor"',
+    ),
+    "sudo .venv/bin/slac doctor --config cs_configuration.json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_config_text_exit_1_names_the_finding_and_what_to_do",
+        '"--config"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --json": (
+        "tests/integration/test_doctor.py::test_slac_doctor_iface_json_exit_0_for_a_healthy_modem",
+        '"--json"',
+    ),
+    "sudo .venv/bin/slac doctor --iface eth1 --with-ev": (
+        "tests/integration/test_doctor.py::test_slac_doctor_with_ev_passes_when_our_ev_sounds",
+        '"--with-ev"',
+    ),
+    "sudo .venv/bin/slac powerline -- --evse-role ev --set-key-result 0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        '"--evse-role"',
+    ),
+    "sudo ip netns exec slacevse1212x1 .venv/bin/slac doctor --iface evse0": (
+        "tests/integration/test_doctor.py::test_slac_doctor_finds_the_modems_the_powerline_command_breaks",
+        "netns=namespace",
     ),
     "make powerline": ("tests/integration/test_tools.py::POWERLINE_COMMANDS", '"make powerline"'),
     ".venv/bin/python -m slac.testing.powerline --evs 3 --evses 3 --crosstalk 50 --loss CM_MNBC_SOUND.IND=0.3 --delay 2": (  # noqa: E501
@@ -158,13 +193,15 @@ COVERAGE: dict[str, tuple[str, str]] = {
         '"lock"',
     ),
     "make help": ("tests/unit/test_packaging.py::test_make_help_lists_every_target", '"help"'),
+    "make docs": ("tests/unit/test_docs.py::test_make_docs_builds_the_site_strictly", '"docs"'),
 }
 
 
-def readme_commands() -> set[str]:
-    """The commands of the README's ```sh blocks (comments and line continuations removed)."""
+def shown_commands(path: Path) -> set[str]:
+    """The commands of a Markdown file's ```sh blocks (comments and line continuations
+    removed; indented blocks in lists count too)."""
     commands: set[str] = set()
-    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.S):
+    for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
         pending = ""
         for raw in block.splitlines():
             line = raw.split("  #")[0].rstrip()
@@ -201,12 +238,29 @@ def _source_of(place: str) -> str:
     raise AssertionError(f"{place}: no {name} in {path}")
 
 
-def test_every_readme_command_has_a_place_that_runs_it() -> None:
-    commands = readme_commands()
-    missing = sorted(commands - set(COVERAGE))
-    stale = sorted(set(COVERAGE) - commands)
-    assert not missing, f"README commands run nowhere: {missing}"
-    assert not stale, f"places for commands the README no longer shows: {stale}"
+def all_shown_commands() -> dict[str, list[str]]:
+    """Every command shown, with the files that show it."""
+    shown: dict[str, list[str]] = {}
+    for path in DOCUMENTS:
+        for command in shown_commands(path):
+            shown.setdefault(command, []).append(str(path.relative_to(ROOT)))
+    return shown
+
+
+def test_every_shown_command_has_a_place_that_runs_it() -> None:
+    shown = all_shown_commands()
+    missing = {c: shown[c] for c in sorted(set(shown) - set(COVERAGE))}
+    stale = sorted(set(COVERAGE) - set(shown))
+    assert not missing, f"commands run nowhere (command: where shown): {missing}"
+    assert not stale, f"places for commands neither the README nor docs/ shows: {stale}"
+
+
+def test_the_pages_show_commands() -> None:
+    """The scan sees the pages' blocks (a changed fence would hide them all)."""
+    shown = all_shown_commands()
+    assert "docs/operator-guide.md" in shown["make dev"]
+    assert "docs/development.md" in shown["make docs"]
+    assert "README.md" in shown["make demo"]
 
 
 def test_every_place_exists_and_runs_its_command() -> None:
@@ -216,8 +270,42 @@ def test_every_place_exists_and_runs_its_command() -> None:
 
 
 def test_the_messages_example_runs_as_written(capsys: object) -> None:
+    for path in (README, ROOT / "docs" / "api.md"):
+        text = path.read_text()
+        section = text[text.index("## Messages") :]
+        code = re.search(r"```python\n(.*?)```", section, re.S)
+        assert code is not None, path
+        exec(compile(code.group(1), f"{path.name} (Messages)", "exec"), {})
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to '-'."""
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # no headings in code
+    return {github_anchor(m) for m in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_the_readmes_links_and_anchors_resolve() -> None:
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.S)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links, "the README links to the docs"
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue  # https://..., mailto:
+        target, _, anchor = link.partition("#")
+        path = README if not target else (ROOT / target)
+        assert path.exists(), f"README links to {link}: no such file"
+        if anchor:
+            assert path.suffix == ".md", link
+            assert anchor in anchors(path), f"README links to {link}: no such heading"
+
+
+def test_the_readme_points_to_every_page() -> None:
     text = README.read_text()
-    section = text[text.index("## Messages") :]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None
-    exec(compile(code.group(1), "README.md (Messages)", "exec"), {})
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.name != "index.md":
+            assert f"](docs/{page.name})" in text, page.name

@@ -3,7 +3,8 @@
 
 It creates a network namespace per EV host (interface ``plc0``), one for the EVSE hosts
 (interfaces ``evse0``, ``evse1``, ...), and one for the emulated modems, runs the medium
-until interrupted, then removes everything. Needs root.
+until interrupted, then removes everything. Needs root. SIGUSR1 restarts the EVSE hosts'
+modems (they lose their key and send VS_HOST_ACTION.IND), as a power glitch would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from typing import Optional
 
 from slac.testing.netns import can_create_namespaces
+from slac.testing.powerline.medium import EV, EVSE, Medium
 from slac.testing.powerline.runner import Powerline
 from slac.testing.powerline.topology import Topology
 
@@ -64,7 +66,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Result of CM_SET_KEY.CNF (1 as QCA modems, 0 as HomePlug)",
     )
+    parser.add_argument(
+        "--firmware", default=None, help="firmware string of the modems' VS_SW_VER.CNF"
+    )
+    parser.add_argument(
+        "--evse-role",
+        choices=("evse", "ev"),
+        default="evse",
+        help="role of the EVSE hosts' modems (ev: misconfigured, they measure no sounds)",
+    )
+    parser.add_argument(
+        "--profiles-without-data",
+        action="store_true",
+        help="CM_ATTEN_PROFILE.IND with NumGroups 0 (as older QCA firmware)",
+    )
+    parser.add_argument(
+        "--silent-evse-modems",
+        action="store_true",
+        help="the EVSE hosts' modems answer nothing (off, wedged)",
+    )
     return parser
+
+
+def configure_modems(medium: Medium, args: argparse.Namespace) -> None:
+    """The modem knobs of the command line."""
+    for port, modem in enumerate(medium.modems):
+        modem.set_key_result = args.set_key_result
+        if args.firmware is not None:
+            modem.firmware = args.firmware
+        if modem.role == EVSE:
+            modem.profile_data = not args.profiles_without_data
+            modem.silent = args.silent_evse_modems
+            if args.evse_role == "ev":
+                medium.set_role(port, EV)
 
 
 async def serve(args: argparse.Namespace, stop: Optional[asyncio.Event] = None) -> None:
@@ -74,9 +108,9 @@ async def serve(args: argparse.Namespace, stop: Optional[asyncio.Event] = None) 
         )
         medium.faults.loss.update(parse_loss(args.loss))
         medium.faults.delay = args.delay / 1000.0
-        for modem in medium.modems:
-            modem.set_key_result = args.set_key_result
-        async with Powerline(medium, topo.modem_interfaces(), topo.plc_netns):
+        evse_ports = [i for i, p in enumerate(topo.ports) if p.role == EVSE]
+        configure_modems(medium, args)
+        async with Powerline(medium, topo.modem_interfaces(), topo.plc_netns) as powerline:
             assert topo.evse_netns is not None
             print(
                 f"EVSE hosts: ip netns exec {topo.evse_netns.name} ... "
@@ -89,6 +123,13 @@ async def serve(args: argparse.Namespace, stop: Optional[asyncio.Event] = None) 
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, done.set)
+
+            def restart() -> None:
+                for port in evse_ports:
+                    powerline.restart_modem(port)
+                print(f"restarted {len(evse_ports)} EVSE modem(s)", flush=True)
+
+            loop.add_signal_handler(signal.SIGUSR1, restart)
             await done.wait()
             print("frames crossed:", dict(sorted(medium.counters.items())))
 

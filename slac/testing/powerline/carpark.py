@@ -53,13 +53,11 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from slac.config import ATTEMPT_PAUSE, CHOICES, EvConfig
 from slac.enums import PLC_LOCAL_MAC, RUN_ID_LEN, TT_MATCHING_REPETITION
 from slac.environment import Config
 from slac.errors import DecodeError
 from slac.fsm.ev import (
-    ATTEMPT_PAUSE,
-    CHOICES,
-    EvConfig,
     EvEvent,
     EvMatched,
     EvMatcher,
@@ -67,6 +65,7 @@ from slac.fsm.ev import (
 )
 from slac.fsm.events import Event, Matched, MatchingFailed, Outgoing
 from slac.fsm.evse import EvseMatcher
+from slac.fsm.station_view import StationView
 from slac.messages import (
     Frame,
     SetKeyCnf,
@@ -429,7 +428,12 @@ class _Evse(_Host):
         self.config = park.config
         nmk = park._new_key(index)
         self.matcher = EvseMatcher(
-            self.mac, nmk, nid_from_nmk(nmk), self.config, log=_SimLog(park, self.name, EVSE)
+            self.mac,
+            nmk,
+            nid_from_nmk(nmk),
+            self.config,
+            log=_SimLog(park, self.name, EVSE),
+            station_view=park.station_of(index),
         )
         self.car: Optional[_Car] = None
         self.plug_in: Optional[PlugIn] = None
@@ -712,6 +716,8 @@ class Carpark:
     lost on every path (each receiver draws apart, profiles too); ``delay`` plus up to
     ``delay_jitter`` seconds per delivery; ``jitter`` the dB spread of the profiles' groups.
     A car still unresolved ``max_plugged`` seconds after plug-in leaves anyway (stuck).
+    ``station_size`` charge points in a row form one station (one ``slac evse`` process,
+    one :class:`~slac.fsm.station_view.StationView`); 0: every EVSE decides alone.
     """
 
     def __init__(
@@ -730,8 +736,13 @@ class Carpark:
         link_supervision: bool = True,
         max_events: int = 20_000_000,
         trace: bool = False,
+        station_size: int = 0,
     ) -> None:
         self.layout = layout
+        if station_size < 0:
+            raise ValueError(f"station_size {station_size}: 0 (none) or more charge points")
+        self.station_size = station_size
+        self._stations: dict[int, StationView] = {}
         self.config = config or Config()
         self.rng = random.Random(seed)
         self.medium = Medium(default_attenuation=None, jitter=jitter, seed=self.rng.getrandbits(64))
@@ -771,6 +782,12 @@ class Carpark:
             self._add_host(evse)
         for evse in self.evses:
             evse.power_on()
+
+    def station_of(self, index: int) -> Optional[StationView]:
+        """The station view of charge point ``index`` (None without stations)."""
+        if not self.station_size:
+            return None
+        return self._stations.setdefault(index // self.station_size, StationView())
 
     # --- scripting -----------------------------------------------------------------------------
 
@@ -1007,6 +1024,8 @@ class EpisodeSpec:
     reach: int = 3
     delay: float = 0.001
     delay_jitter: float = 0.004
+    #: charge points per station (one process and StationView each); 0: none shared
+    station_size: int = 8
 
     def __post_init__(self) -> None:
         if self.choice not in (*CHOICES, "mixed"):
@@ -1032,6 +1051,7 @@ def random_episode(seed: int, spec: EpisodeSpec, config: Optional[Config] = None
         loss=spec.loss,
         delay=spec.delay,
         delay_jitter=spec.delay_jitter,
+        station_size=spec.station_size,
     )
     for _ in range(spec.cars):
         choice = spec.choice if spec.choice != "mixed" else rng.choice(CHOICES)

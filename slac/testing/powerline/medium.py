@@ -2,15 +2,25 @@
 
 This module decides, without I/O, what happens to a frame a host hands its modem:
 
-- sent to the modem itself (00:B0:52:00:00:01): CM_SET_KEY.REQ sets the modem's network key
-  and is confirmed (Result 0x01 as QCA modems, or as configured); VS_SW_VER.REQ and
-  VS_PL_LINK_STATUS.REQ are answered;
+- sent to the modem itself (00:B0:52:00:00:01, or its own MAC): CM_SET_KEY.REQ sets the
+  modem's network key and is confirmed (Result 0x01 as QCA modems, or as configured);
+  VS_SW_VER.REQ (firmware string, device class), VS_PL_LINK_STATUS.REQ and VS_RD_MOD.REQ of
+  the PIB (SLAC_EnableMode: 2 in the EVSE role, 1 in the EV role) are answered;
+  VS_RS_DEV.REQ is confirmed and resets the modem (see restarts below);
 - a HomePlug frame crosses the medium to every port that hears the sender (broadcast), or to
   the port whose host owns the destination (unicast; flooded while unknown);
 - for every CM_MNBC_SOUND.IND, each EVSE-side modem that hears it sends its host a
   CM_ATTEN_PROFILE.IND: the port pair's attenuation, with jitter, for 58 groups;
 - any other frame (IPv6, ...) crosses only between modems that hold the same NMK: the
   logical network that a successful match creates.
+
+Modem knobs (:class:`Modem`): a silent modem (answers nothing: powered off, wedged, or no
+modem on the cable), one without Qualcomm vendor answers, one that does not answer
+VS_PL_LINK_STATUS or the PIB read, the CM_SET_KEY.CNF Result, the role (switchable: only an
+EVSE-role modem measures sounds), profiles without data (NumGroups 0, as older QCA firmware).
+:meth:`Medium.restart` restarts a modem (as a power glitch or a firmware crash would): it
+forgets the key the host gave it, answers nothing for ``restart_time`` seconds, then tells
+its host with VS_HOST_ACTION.IND (MACTION 0x00). A VS_RS_DEV.REQ does the same after its CNF.
 
 Fault knobs: loss per message type (on every path, or on one path from a port to another), a
 delay (with jitter, which also reorders), duplicated frames, cutting a port off the medium.
@@ -19,18 +29,37 @@ delay (with jitter, which also reorders), duplicated frames, cutting a port off 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
-from slac.enums import ETH_TYPE_HPAV, NUM_GROUPS, PLC_LOCAL_MAC, MMType, mmtype_name
+from slac.enums import (
+    ETH_TYPE_HPAV,
+    NUM_GROUPS,
+    PIB_SLAC_ENABLE_MODE,
+    PLC_LOCAL_MAC,
+    RD_MOD_MODULE_PIB,
+    SLAC_MODE_EVSE,
+    SLAC_MODE_PEV,
+    MMType,
+    mmtype_name,
+)
 from slac.errors import DecodeError
 from slac.layer_2_headers import HomePlugHeader
 from slac.messages import (
     AttenProfileInd,
+    Message,
     SetKeyCnf,
     SetKeyReq,
+    VendorMessage,
+    VsHostActionInd,
+    VsHostActionRsp,
     VsPlLinkStatusCnf,
     VsPlLinkStatusReq,
+    VsRdModCnf,
+    VsRdModReq,
+    VsRsDevCnf,
+    VsRsDevReq,
     VsSwVerCnf,
     VsSwVerReq,
     decode_frame,
@@ -42,6 +71,10 @@ EVSE = "evse"
 _names: dict[int, str] = {}
 #: jittered profiles drawn per pair of ports (see Medium._jittered)
 PROFILE_POOL = 16
+#: The firmware string of an emulated modem's VS_SW_VER.CNF (device class 0x22, QCA7000).
+VIRTUAL_FIRMWARE = "MAC-QCA7000-1.2.5-virtual"
+#: Size of an emulated modem's parameter block (PIB): a read beyond it is refused.
+PIB_SIZE = 0x4000
 
 
 @dataclass
@@ -49,7 +82,9 @@ class Modem:
     """The emulated modem of one port."""
 
     name: str
-    role: str  # EV or EVSE
+    #: EV or EVSE (switch it with Medium.set_role): only an EVSE-role modem measures sounds,
+    #: and the PIB's SLAC_EnableMode says which (2 EVSE, 1 PEV)
+    role: str
     mac: MacAddress
     nmk: bytes
     set_key_result: int = 0x01
@@ -57,6 +92,41 @@ class Modem:
     cut: bool = False
     host_macs: set[bytes] = field(default_factory=set)
     keys_set: int = 0
+    #: VS_SW_VER.CNF: the firmware string and MDEVICE_CLASS (0x22: QCA7000/QCA7005)
+    firmware: str = VIRTUAL_FIRMWARE
+    device_class: int = 0x22
+    #: answers nothing the host asks (no CNF of any kind): powered off, wedged, not there
+    silent: bool = False
+    #: answers Qualcomm vendor requests (VS_*); False: a modem of another vendor
+    vendor_answers: bool = True
+    answer_link_status: bool = True
+    answer_pib_read: bool = True
+    #: CM_ATTEN_PROFILE.IND with NUM_GROUPS values (True) or NumGroups 0 (older QCA firmware)
+    profile_data: bool = True
+    #: seconds a restart (or a VS_RS_DEV reset) keeps the modem from answering
+    restart_time: float = 0.2
+    #: tell the host with VS_HOST_ACTION.IND once restarted (as QCA firmware does)
+    announce_restart: bool = True
+    #: clock time until which the modem restarts (answers and forwards nothing)
+    down_until: float = 0.0
+    restarts: int = 0
+    resets: int = 0
+    #: requests the modem was asked, by name (VS_SW_VER.REQ, ...), answered or not
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def slac_mode(self) -> int:
+        """The PIB's SLAC_EnableMode: 2 in the EVSE role, 1 in the EV (PEV) role."""
+        return SLAC_MODE_EVSE if self.role == EVSE else SLAC_MODE_PEV
+
+    def pib(self, offset: int, length: int) -> Optional[bytes]:
+        """``length`` bytes of the parameter block at ``offset``; None beyond its end."""
+        if offset + length > PIB_SIZE:
+            return None
+        data = bytearray(length)
+        if offset <= PIB_SLAC_ENABLE_MODE < offset + length:
+            data[PIB_SLAC_ENABLE_MODE - offset] = self.slac_mode
+        return bytes(data)
 
     @property
     def host_mac(self) -> MacAddress:
@@ -133,8 +203,11 @@ class Medium:
         default_attenuation: Optional[float] = 20.0,
         jitter: float = 1.0,
         seed: Optional[int] = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.modems: list[Modem] = []
+        #: the time of restarts (Modem.down_until); the runner's loop uses the same clock
+        self.clock = clock
         self.attenuation: dict[tuple[int, int], Optional[float]] = {}
         self.default_attenuation = default_attenuation
         self.jitter = jitter
@@ -156,6 +229,38 @@ class Medium:
         self.modems.append(Modem(name, role, modem_mac, nmk=self.rng.randbytes(16)))
         self._audible.clear()
         return index
+
+    def set_role(self, port: int, role: str) -> None:
+        """Switch a modem between the EVSE and the EV role (as rewriting its PIB would)."""
+        if role not in (EV, EVSE):
+            raise ValueError(f"a modem's role is {EV!r} or {EVSE!r}, not {role!r}")
+        self.modems[port].role = role
+
+    def restart(self, port: int) -> list[Delivery]:
+        """Restart the modem of ``port``: it forgets the key its host gave it (back to a key
+        of its own), answers and forwards nothing for its ``restart_time``, then sends its
+        host VS_HOST_ACTION.IND (unless ``announce_restart`` is off). Returns that frame,
+        delayed by the restart time, for the runner to deliver."""
+        modem = self.modems[port]
+        modem.nmk = self.rng.randbytes(16)
+        modem.restarts += 1
+        modem.down_until = self.clock() + modem.restart_time
+        self._count("modem restart")
+        if not modem.announce_restart:
+            return []
+        frame = VsHostActionInd(action=0x00).to_frame(modem.host_mac, modem.mac)
+        return [Delivery(port, frame, modem.restart_time)]
+
+    def power_cycle(self, port: int) -> list[Delivery]:
+        """A hardware reset (the reset line, or power): also a wedged (silent) modem comes
+        back, after a restart (see :meth:`restart`)."""
+        self.modems[port].silent = False
+        return self.restart(port)
+
+    def down(self, port: int) -> bool:
+        """Whether the modem of ``port`` is restarting now."""
+        until = self.modems[port].down_until
+        return until > 0 and self.clock() < until
 
     def set_attenuation(self, a: int, b: int, db: Optional[float]) -> None:
         """Attenuation between two ports in dB (symmetric); None: they do not hear each other."""
@@ -205,8 +310,11 @@ class Medium:
             modem.host_macs.add(bytes(src))
         if int.from_bytes(data[12:14], "big") != ETH_TYPE_HPAV:
             return self._data_frame(port, data)
+        if modem.down_until and self.down(port):
+            self._count("lost: modem restarting")
+            return []
         dst = fast_mac(data[0:6])
-        if dst == PLC_LOCAL_MAC:  # a request to this modem: the only frames it reads
+        if dst == PLC_LOCAL_MAC or dst == modem.mac:  # to this modem: the only frames it reads
             try:
                 frame = decode_frame(data)
             except DecodeError as exc:
@@ -252,14 +360,15 @@ class Medium:
         out = []
         for target in heard:
             modem = self.modems[target]
-            if modem.role != EVSE:
+            if modem.role != EVSE or modem.silent or (modem.down_until and self.down(target)):
                 continue
             if self.faults.lost("CM_ATTEN_PROFILE.IND", self.rng):
                 self._count("lost CM_ATTEN_PROFILE.IND")
                 continue
             base = self.attenuation_between(port, target)
             assert base is not None
-            profile = AttenProfileInd(pev_mac=pev_mac, aag=self._jittered(port, target, base))
+            aag = self._jittered(port, target, base) if modem.profile_data else ()
+            profile = AttenProfileInd(pev_mac=pev_mac, aag=aag)
             frame = profile.to_frame(modem.host_mac, modem.mac)
             out.append(Delivery(target, frame, self.faults.draw_delay(self.rng)))
         return out
@@ -295,18 +404,59 @@ class Medium:
 
     def _local_request(self, port: int, message: object, host: MacAddress) -> list[Delivery]:
         modem = self.modems[port]
+        if not isinstance(message, Message):
+            return []
+        modem.requests[message.name] = modem.requests.get(message.name, 0) + 1
+        if modem.silent:
+            self._count("unanswered (silent modem)")
+            return []
+        if isinstance(message, VendorMessage) and not modem.vendor_answers:
+            return []
+        after: list[Delivery] = []
+        reply: Optional[Message]
         if isinstance(message, SetKeyReq):
             if not modem.answer_set_key:
                 return []
             modem.nmk = message.new_key
             modem.keys_set += 1
             self._count("CM_SET_KEY.REQ")
-            reply: object = SetKeyCnf(result=modem.set_key_result)
+            reply = SetKeyCnf(result=modem.set_key_result)
         elif isinstance(message, VsSwVerReq):
-            reply = VsSwVerCnf(version="MAC-QCA7000-1.2.5-virtual", device_class=0x22)
+            reply = VsSwVerCnf(version=modem.firmware, device_class=modem.device_class)
         elif isinstance(message, VsPlLinkStatusReq):
+            if not modem.answer_link_status:
+                return []
             reply = VsPlLinkStatusCnf(link_status=1 if self.linked(port) else 0)
+        elif isinstance(message, VsRdModReq):
+            reply = self._pib_read(modem, message)
+        elif isinstance(message, VsRsDevReq):
+            modem.resets += 1
+            reply = VsRsDevCnf(status=0)
+            after = self.restart(port)
+        elif isinstance(message, VsHostActionRsp):
+            self._count("VS_HOST_ACTION.RSP")
+            reply = None
         else:
-            return []
-        assert isinstance(reply, (SetKeyCnf, VsSwVerCnf, VsPlLinkStatusCnf))
-        return [Delivery(port, reply.to_frame(host, modem.mac))]
+            reply = None
+        out = [] if reply is None else [Delivery(port, reply.to_frame(host, modem.mac))]
+        return out + after
+
+    def _pib_read(self, modem: Modem, request: VsRdModReq) -> Optional[Message]:
+        if not modem.answer_pib_read:
+            return None
+        data = modem.pib(request.offset, request.length)
+        if request.module_id != RD_MOD_MODULE_PIB or data is None:
+            return VsRdModCnf(
+                status=0x14, module_id=request.module_id, offset=request.offset, data=b""
+            )
+        return VsRdModCnf(offset=request.offset, data=data, checksum=pib_checksum(data))
+
+
+def pib_checksum(data: bytes) -> int:
+    """The 32-bit checksum of a PIB block as Qualcomm's tools compute it: the XOR of the
+    little-endian 32-bit words (zero-padded), inverted."""
+    padded = data + bytes(-len(data) % 4)
+    value = 0
+    for i in range(0, len(padded), 4):
+        value ^= int.from_bytes(padded[i : i + 4], "little")
+    return ~value & 0xFFFFFFFF

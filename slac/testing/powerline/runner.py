@@ -57,6 +57,23 @@ class Powerline:
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
+    def inject(self, deliveries: list[Delivery]) -> None:
+        """Hand frames the medium made up itself (a restart's VS_HOST_ACTION.IND) to hosts."""
+        for delivery in deliveries:
+            if delivery.delay > 0 and self._loop is not None:
+                self._loop.call_later(delivery.delay, self._deliver, delivery)
+            else:
+                self._deliver(delivery)
+
+    def restart_modem(self, port: int) -> None:
+        """Restart the modem of ``port`` (see :meth:`Medium.restart`): it loses its key,
+        is away for its restart time, then sends its host VS_HOST_ACTION.IND."""
+        self.inject(self.medium.restart(port))
+
+    def power_cycle_modem(self, port: int) -> None:
+        """A hardware reset of the modem of ``port``: a wedged (silent) modem comes back too."""
+        self.inject(self.medium.power_cycle(port))
+
     def _readable(self, port: int) -> None:
         sock = self._sockets[port]
         for _ in range(64):
@@ -69,11 +86,7 @@ class Powerline:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            for delivery in self.medium.from_host(port, data):
-                if delivery.delay > 0 and self._loop is not None:
-                    self._loop.call_later(delivery.delay, self._deliver, delivery)
-                else:
-                    self._deliver(delivery)
+            self.inject(self.medium.from_host(port, data))
 
     def _deliver(self, delivery: Delivery) -> None:
         if delivery.port >= len(self._sockets):

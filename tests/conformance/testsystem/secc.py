@@ -139,10 +139,8 @@ class SeccTester:
         self._logger.setLevel(logging.DEBUG)
         # the SUT's log is in the failure report; pytest need not capture it a second time
         self._logger.propagate = False
-        config = Config()
-        config.slac_init_timeout = self.pixit.TT_EVSE_SLAC_init
         # the emulated modem is ready at once after CM_SET_KEY (a QCA modem restarts)
-        config.set_key_settle_time = 0.0
+        config = Config(slac_init_timeout=self.pixit.TT_EVSE_SLAC_init, set_key_settle_time=0.0)
         self.session = SlacEvseSession(self.tc[-30:], self.pair.name_a, config)
         await self.session.open()
         # the station boots: its modem gets a key long before any plug-in

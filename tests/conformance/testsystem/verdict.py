@@ -33,6 +33,11 @@ class ConformanceFailure(AssertionError):
     """A test case did not pass."""
 
 
+#: how late (s) the test system may be on its own schedule before a case is inconclusive
+#: (``SLAC_CONFORMANCE_SLACK``; a negative value makes every case inconclusive, for tests)
+SLACK = float(os.environ.get("SLAC_CONFORMANCE_SLACK", "0.05"))
+
+
 class TestSystemLate(RuntimeError):
     """The test system missed its own schedule (an overloaded machine): no verdict on the
     SUT can be drawn from this run."""
@@ -96,7 +101,7 @@ class Verdict:
                 lines.extend("    " + line for line in text.splitlines()[-40:])
         raise ConformanceFailure("\n".join(lines))
 
-    def on_time(self, what: str, intended: float, actual: float, slack: float = 0.05) -> None:
+    def on_time(self, what: str, intended: float, actual: float, slack: float = SLACK) -> None:
         """The tester did ``what`` at ``actual`` instead of ``intended`` (epoch seconds): more
         than ``slack`` late and the case cannot judge the SUT (its timers ran on)."""
         __tracebackhide__ = True
