@@ -59,7 +59,7 @@ class SlacHandler(SlacSessionController):
         for spec in specs:
             evse_id, interface = spec.evse_id, spec.network_interface
             session = SlacEvseSession(
-                evse_id, interface, self.config, sudo_hint=self.sudo_hint, station=station
+                evse_id, interface, self.config, sudo_hint=self.sudo_hint, station_view=station
             )
             try:
                 await session.evse_set_key()

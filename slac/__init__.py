@@ -1,4 +1,4 @@
-"""ISO 15118-3 SLAC (HomePlug GreenPHY matching) for asyncio: EVSE side.
+"""ISO 15118-3 SLAC (HomePlug GreenPHY matching) for asyncio: EVSE side (and the EV's).
 
 Subclass :class:`SlacSessionController`, create a :class:`SlacEvseSession` per EVSE, call
 ``await session.evse_set_key()`` once, then feed control-pilot states to
@@ -18,18 +18,29 @@ if TYPE_CHECKING:
     from slac.environment import Config
     from slac.errors import (
         ConfigError,
+        CpStateError,
         DecodeError,
+        EvMatchingFailedError,
         FieldError,
+        MatchingFailedError,
         ModemError,
         ModemTimeoutError,
         SlacError,
         TransportError,
+        UsageError,
+    )
+    from slac.ev import (
+        EvMatchResult,
+        SlacEvSession,
+    )
+    from slac.fsm.events import (
+        FailureReason,
+        SessionState,
+        StopReason,
     )
     from slac.fsm.station_view import StationView
     from slac.session import (
-        MatchingFailedError,
         MatchResult,
-        SessionState,
         SlacEvseSession,
         SlacSession,
         SlacSessionController,
@@ -41,19 +52,26 @@ __version__ = "0.1.0"
 _LAZY = {
     "Config": "slac.environment",
     "ConfigError": "slac.errors",
+    "CpStateError": "slac.errors",
     "DecodeError": "slac.errors",
+    "EvMatchResult": "slac.ev",
+    "EvMatchingFailedError": "slac.errors",
+    "FailureReason": "slac.fsm.events",
     "FieldError": "slac.errors",
+    "MatchResult": "slac.session",
+    "MatchingFailedError": "slac.errors",
     "ModemError": "slac.errors",
     "ModemTimeoutError": "slac.errors",
+    "SessionState": "slac.fsm.events",
     "SlacError": "slac.errors",
-    "TransportError": "slac.errors",
-    "MatchResult": "slac.session",
-    "MatchingFailedError": "slac.session",
-    "SessionState": "slac.session",
+    "SlacEvSession": "slac.ev",
     "SlacEvseSession": "slac.session",
     "SlacSession": "slac.session",
     "SlacSessionController": "slac.session",
     "StationView": "slac.fsm.station_view",
+    "StopReason": "slac.fsm.events",
+    "TransportError": "slac.errors",
+    "UsageError": "slac.errors",
 }
 
 
@@ -73,7 +91,11 @@ def __dir__() -> list[str]:
 __all__ = [
     "Config",
     "ConfigError",
+    "CpStateError",
     "DecodeError",
+    "EvMatchResult",
+    "EvMatchingFailedError",
+    "FailureReason",
     "FieldError",
     "MatchResult",
     "MatchingFailedError",
@@ -81,10 +103,13 @@ __all__ = [
     "ModemTimeoutError",
     "SessionState",
     "SlacError",
+    "SlacEvSession",
     "SlacEvseSession",
     "SlacSession",
     "SlacSessionController",
     "StationView",
+    "StopReason",
     "TransportError",
+    "UsageError",
     "__version__",
 ]

@@ -38,3 +38,34 @@ class ModemError(SlacError, OSError):
 
 class ModemTimeoutError(ModemError, TimeoutError):
     """The local modem did not answer in time."""
+
+
+class UsageError(SlacError, ValueError):
+    """The library was called in a way it does not support (an empty EVSE id, an unknown
+    EVSE, a call before ``open()``): a fault of the calling program, said in plain words."""
+
+
+class CpStateError(UsageError):
+    """Not a control-pilot state: expected "A" to "F" (a digit may follow, "B1", "C2")."""
+
+
+class MatchingFailedError(SlacError):
+    """Matching ended without a match (every attempt failed, or it was stopped).
+
+    ``failure`` is the :class:`slac.fsm.events.MatchingFailed` (or, on the EV side,
+    :class:`slac.fsm.events.EvMatchingFailed`) event that ended it, when one did: its
+    ``reason`` is a :class:`slac.fsm.events.FailureReason`.
+    """
+
+    def __init__(self, message: str, failure: object = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+    @property
+    def reason(self) -> object:
+        """The failure's :class:`~slac.fsm.events.FailureReason` (None when not known)."""
+        return getattr(self.failure, "reason", None)
+
+
+class EvMatchingFailedError(MatchingFailedError):
+    """The EV found no EVSE to match with (every attempt failed)."""

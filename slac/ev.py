@@ -1,42 +1,44 @@
-"""The EV side: an asyncio session around :class:`slac.fsm.ev.EvMatcher`.
+"""The EV side: an asyncio session around :class:`slac.fsm.station.EvStation`.
 
     session = SlacEvSession("eth0")
     result = await session.match()      # SLAC, then the received key into the EV's modem
     print(result.evse_mac, result.reason)
 
 Before matching, the EV's modem gets a random key (it leaves any logical network); after
-CM_SLAC_MATCH.CNF it gets the EVSE's NMK and NID, and joins the EVSE's network.
+CM_SLAC_MATCH.CNF it gets the EVSE's NMK and NID, and joins the EVSE's network. Every step
+is decided in the machine; this session runs it with the one driver
+(:class:`slac.driver.Driver`) and awaits its events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from slac.driver import DrivenSession
 from slac.environment import Config
-from slac.errors import SlacError
-from slac.fsm.ev import (
-    EvConfig,
-    EvEvent,
+from slac.errors import EvMatchingFailedError
+from slac.fsm.ev import EvConfig, EvMatcher
+from slac.fsm.events import (
     EvMatched,
-    EvMatcher,
     EvMatchingFailed,
     EvseCandidate,
     EvseChosen,
+    Joined,
+    KeyNotSet,
+    KeySet,
+    SessionState,
 )
+from slac.fsm.station import EvStation
 from slac.host import ModemHost
-from slac.messages import Frame
-from slac.utils import MacAddress, generate_nmk, nid_from_nmk
+from slac.utils import MacAddress
+
+__all__ = ["EvLogAdapter", "EvMatchResult", "EvMatchingFailedError", "SlacEvSession"]
 
 logger = logging.getLogger(__name__)
-
-
-class EvMatchingFailedError(SlacError):
-    """The EV found no EVSE to match with (every attempt failed)."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,15 @@ class EvLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"EV {(self.extra or {}).get('ev')}: {msg}", kwargs
 
 
-class SlacEvSession:
-    """One EV on one interface, matching with whichever EVSE it hears best."""
+class SlacEvSession(DrivenSession[EvStation]):
+    """One EV on one interface, matching with whichever EVSE it hears best.
+
+    The verbs, as on :class:`slac.session.SlacEvseSession`: :meth:`open`, :meth:`close`
+    (or ``async with``), :meth:`set_key`, :meth:`leave`, :meth:`match`, :meth:`next_event`,
+    :attr:`state`.
+    """
+
+    TASK_EVENTS = (EvseChosen, EvMatched, EvMatchingFailed, Joined)
 
     def __init__(
         self,
@@ -78,33 +87,49 @@ class SlacEvSession:
         self.ev_config = ev_config or EvConfig()
         self.log = EvLogAdapter(logger, {"ev": network_interface})
         self.host = ModemHost(
-            network_interface, self._on_frame, self.log, sudo_hint=sudo_hint, netns=netns
+            network_interface, lambda f, n: None, self.log, sudo_hint=sudo_hint, netns=netns
         )
+        self.state = SessionState.UNMATCHED
+        self.ev_mac: Optional[MacAddress] = None
+        self.run_id: Optional[bytes] = None
         self._run_id_source = run_id_source
         self._token_bytes = token_bytes
-        self.matcher: Optional[EvMatcher] = None
-        self._events: Optional[asyncio.Queue[EvEvent]] = None
+        self._init_driver()
 
     @property
     def mac(self) -> Optional[MacAddress]:
         return self.host.mac
 
-    async def open(self) -> None:
-        if self.host.is_open:
-            return
-        self.host.open()
-        assert self.host.mac is not None
-        self.log = EvLogAdapter(logger, {"ev": str(self.host.mac)})
+    @property
+    def station(self) -> Optional[EvStation]:
+        return self.machine
+
+    @property
+    def matcher(self) -> Optional[EvMatcher]:
+        return None if self.machine is None else self.machine.matcher
+
+    def _new_machine(self, mac: MacAddress) -> EvStation:
+        self.log = EvLogAdapter(logger, {"ev": str(mac)})
         self.host.log = self.log
-        self._events = asyncio.Queue()
-        self.matcher = EvMatcher(
-            self.host.mac, self.ev_config, run_id_source=self._run_id_source, log=self.log
+        return EvStation(
+            mac,
+            self.config,
+            self.ev_config,
+            interface=self.network_interface,
+            run_id_source=self._run_id_source,
+            token_bytes=self._token_bytes,
+            log=self.log,
         )
 
+    async def open(self) -> None:
+        if not self.host.is_open:
+            self._open_driver()
+
     async def close(self) -> None:
-        if self.matcher is not None:
-            self.matcher.stop()
-        self.host.close()
+        station = self.machine
+        if station is not None:
+            station.stop()
+        self._close_driver(f"the session on {self.network_interface} closed")
 
     async def __aenter__(self) -> SlacEvSession:
         await self.open()
@@ -114,74 +139,38 @@ class SlacEvSession:
         await self.close()
 
     async def set_key(self, nmk: bytes, nid: bytes) -> None:
-        await self.host.set_modem_key(
-            nmk,
-            nid,
-            timeout=self.config.set_key_timeout,
-            retries=self.config.set_key_retries,
-            accepted=self.config.set_key_result_ok,
-        )
+        """This NMK and NID to the EV's modem (CM_SET_KEY, with its retries)."""
+        await self._modem_call(lambda station, now: station.set_key(nmk, nid, now), KeySet)
 
     async def leave(self) -> None:
         """A random key to the EV's modem: out of any logical network."""
-        nmk = generate_nmk(self._token_bytes)
-        await self.set_key(nmk, nid_from_nmk(nmk))
+        await self._modem_call(EvStation.leave, KeySet)
 
     async def match(self, *, leave_first: bool = True, join: bool = True) -> EvMatchResult:
         """Run SLAC until matched (then join the EVSE's network) or every attempt failed."""
         await self.open()
-        assert self.matcher is not None and self._events is not None
-        if leave_first:
-            await self.leave()
-        while not self._events.empty():
-            self._events.get_nowait()
-        started = self.host.now()
-        self.matcher.start(started)
-        self._flush()
-        chosen: Optional[EvseChosen] = None
-        while True:
-            event = await self._events.get()
-            if isinstance(event, EvseChosen):
-                chosen = event
-            elif isinstance(event, EvMatched):
-                break
-            elif isinstance(event, EvMatchingFailed):
-                raise EvMatchingFailedError(
-                    f"no match after {event.attempts} attempts: {event.reason}"
-                )
-        assert chosen is not None
-        if join:
-            await self.set_key(event.nmk, event.nid)
-            self.log.info("joined the logical network of EVSE %s", event.evse_mac)
+        station = self.machine
+        assert station is not None
+        ends = (Joined if join else EvMatched, EvMatchingFailed, KeyNotSet)
+        outcome = await self._call_and_wait(
+            lambda now: station.match(now, leave_first=leave_first, join=join), ends
+        )
+        if isinstance(outcome, KeyNotSet):
+            raise outcome.error(self.network_interface)
+        if isinstance(outcome, EvMatchingFailed):
+            raise EvMatchingFailedError(
+                f"no match after {outcome.attempts} attempts: {outcome.detail}", outcome
+            )
+        matched, chosen = station.matched, station.matcher.chosen
+        assert matched is not None and chosen is not None and station.started_at is not None
         return EvMatchResult(
-            evse_mac=event.evse_mac,
-            run_id=event.run_id,
-            nid=event.nid,
+            evse_mac=matched.evse_mac,
+            run_id=matched.run_id,
+            nid=matched.nid,
             average_attenuation=chosen.average,
             reason=chosen.reason,
-            attempts=self.matcher.attempt,
-            duration=self.host.now() - started,
-            candidates=tuple(self.matcher.candidates.values()),
-            nmk=event.nmk,
+            attempts=station.matcher.attempt,
+            duration=self.host.now() - station.started_at,
+            candidates=tuple(station.matcher.candidates.values()),
+            nmk=matched.nmk,
         )
-
-    # --- event loop side ------------------------------------------------------------------------
-
-    def _on_frame(self, frame: Frame, now: float) -> None:
-        if self.matcher is not None:
-            self.matcher.receive_frame(frame, now)
-            self._flush()
-
-    def _on_timer(self) -> None:
-        if self.matcher is not None:
-            self.matcher.handle_timer(self.host.now())
-            self._flush()
-
-    def _flush(self) -> None:
-        matcher = self.matcher
-        assert matcher is not None and self._events is not None
-        for item in matcher.frames_to_send():
-            self.host.send(item.message, item.dst)
-        for event in matcher.events():
-            self._events.put_nowait(event)
-        self.host.arm_timer(matcher.deadline, self._on_timer)

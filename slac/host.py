@@ -1,10 +1,9 @@
-"""A host attached to its GreenPHY modem: the raw socket, frame dispatch and one timer.
+"""A host attached to its GreenPHY modem: the raw socket, decoding, and one timer.
 
-EVSE and EV sessions each own one :class:`ModemHost`. The modem's answers to the host's own
-requests (CM_SET_KEY.CNF, VS_PL_LINK_STATUS.CNF) go to ``on_modem_answer`` (the driver's
-:class:`~slac.fsm.modem.ModemMachine`), never to the matcher; every other frame goes to
-``on_frame``. What the requests mean (retries, waits, results) is decided in
-:mod:`slac.fsm.modem`, not here.
+EVSE and EV sessions each own one :class:`ModemHost`, run by a :class:`slac.driver.Driver`.
+It moves bytes only: every frame for this host (unicast to it, or multicast) is decoded and
+handed to ``on_frame``; undecodable ones are dropped (DEBUG). Which machine a frame is for
+(the modem's answers go to the modem machine) is decided in :mod:`slac.fsm.station`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import logging
 from typing import Any, Callable, Optional, Union
 
 from slac.errors import DecodeError
-from slac.fsm.modem import MODEM_ANSWERS, KeyNotSet, KeySet, ModemMachine, ModemSettings
 from slac.messages import Frame, Message, decode_frame
 from slac.sockets.async_linux_socket import RawSocket
 from slac.utils import MacAddress
@@ -33,7 +31,6 @@ class ModemHost:
         on_frame: FrameHandler,
         log: Log,
         *,
-        on_modem_answer: Optional[FrameHandler] = None,
         sudo_hint: Optional[str] = None,
         netns: Optional[str] = None,
     ) -> None:
@@ -42,14 +39,11 @@ class ModemHost:
         self.socket = RawSocket(interface, sudo_hint=sudo_hint, netns=netns)
         self.mac: Optional[MacAddress] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self._on_frame_cb = on_frame
-        #: where the modem's answers go (a driver's ModemMachine); None: dropped (DEBUG)
-        self.on_modem_answer = on_modem_answer
+        #: where every decoded frame goes (the driver)
+        self.on_frame = on_frame
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_deadline: Optional[float] = None
         self._timer_callback: Optional[Callable[[], None]] = None
-        #: the machine of a running :meth:`set_modem_key` call, and how to pump it
-        self._helper: Optional[tuple[ModemMachine, FrameHandler]] = None
         #: Called with (frame bytes, loop time, sent?) for every frame in and out.
         self.observers: list[FrameObserver] = []
 
@@ -102,15 +96,7 @@ class ModemHost:
             # before it runs due timers): what the deadline ends must end first, or a frame
             # that arrived too late would count as if it had been in time.
             self._fire_now()
-        if isinstance(frame.message, MODEM_ANSWERS):
-            if self._helper is not None:
-                self._helper[1](frame, now)
-            elif self.on_modem_answer is not None:
-                self.on_modem_answer(frame, now)
-            else:
-                self.log.debug("%s ignored: no request is waiting", frame.message.name)
-            return
-        self._on_frame_cb(frame, now)
+        self.on_frame(frame, now)
 
     # --- the one timer ----------------------------------------------------------------------
 
@@ -136,65 +122,3 @@ class ModemHost:
         self._timer = None
         self._timer_deadline = None
         self._timer_callback = None
-
-    # --- a request to the local modem, for drivers without a ModemMachine -------------------
-
-    async def set_modem_key(
-        self,
-        nmk: bytes,
-        nid: bytes,
-        *,
-        timeout: float,
-        retries: int,
-        accepted: tuple[int, ...],
-    ) -> None:
-        """CM_SET_KEY.REQ to the local modem until it confirms (a :class:`ModemMachine`
-        driven for this one call, with a timer of its own).
-
-        The wait doubles at each resend. Raises :class:`~slac.errors.ModemTimeoutError`
-        without an answer and :class:`~slac.errors.ModemError` when the Result is not in
-        ``accepted``.
-        """
-        self.open()
-        loop, mac = self.loop, self.mac
-        assert loop is not None and mac is not None
-        machine = ModemMachine(mac, ModemSettings(timeout, retries, accepted), log=self.log)
-        done: asyncio.Future[Union[KeySet, KeyNotSet]] = loop.create_future()
-        timer: Optional[asyncio.TimerHandle] = None
-
-        def pump() -> None:
-            nonlocal timer
-            try:
-                for item in machine.frames_to_send():
-                    self.send(item.message, item.dst)
-            except OSError as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                return
-            for event in machine.events():
-                if isinstance(event, (KeySet, KeyNotSet)) and not done.done():
-                    done.set_result(event)
-            if timer is not None:
-                timer.cancel()
-            deadline = machine.deadline
-            timer = None if deadline is None else loop.call_at(deadline, on_timer)
-
-        def on_timer() -> None:
-            machine.handle_timer(loop.time())
-            pump()
-
-        def on_answer(frame: Frame, now: float) -> None:
-            machine.receive_frame(frame, now)
-            pump()
-
-        self._helper = (machine, on_answer)
-        try:
-            machine.set_key(nmk, nid, loop.time())
-            pump()
-            outcome = await done
-        finally:
-            self._helper = None
-            if timer is not None:
-                timer.cancel()
-        if isinstance(outcome, KeyNotSet):
-            raise outcome.error(self.interface)

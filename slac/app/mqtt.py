@@ -30,6 +30,7 @@ from slac.app.settings import AppSettings
 # MqttUrl and parse_mqtt_url live with the settings (CP_SOURCE is checked without aiomqtt)
 from slac.app.settings import MqttUrl as MqttUrl
 from slac.app.settings import parse_mqtt_url as parse_mqtt_url
+from slac.errors import UsageError
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -212,7 +213,7 @@ class MqttBridge:
         try:
             state = parse_cp_payload(data)
             if evse_id not in self.service.sessions:
-                raise ValueError(f"no EVSE {evse_id!r} in this station")
+                raise UsageError(f"no EVSE {evse_id!r} in this station")
             await self.service.set_cp(state, evse_id)
         except ValueError as exc:
             logger.warning("MQTT: %s ignored: %s", topic, exc)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
-from slac.errors import ConfigError, SlacError
+from slac.errors import ConfigError, SlacError, UsageError
 from slac.fsm.station_view import StationView
 from slac.session import SessionState, SlacEvseSession, SlacSession, SlacSessionController
 
@@ -96,8 +96,8 @@ class EvseService(SlacSessionController):
         self.station = StationView()
         for spec in evses:
             session = session_factory(spec.evse_id, spec.network_interface, self.config)
-            if session.station is None:
-                session.station = self.station
+            if session.station_view is None:
+                session.station_view = self.station
             session.state_listeners.append(self._state_changed)
             self.sessions[spec.evse_id] = session
         if not self.sessions:
@@ -144,14 +144,15 @@ class EvseService(SlacSessionController):
     async def set_cp(self, state: str, evse_id: Optional[str] = None) -> None:
         """Apply a control-pilot state to one EVSE, or to every EVSE when ``evse_id`` is None.
 
-        ValueError for an unknown EVSE id or a state that is not A to F.
+        :class:`~slac.errors.UsageError` for an unknown EVSE id, and
+        :class:`~slac.errors.CpStateError` for a state that is not A to F (both ValueErrors).
         """
         if evse_id is None:
             targets = list(self.sessions.values())
         elif evse_id in self.sessions:
             targets = [self.sessions[evse_id]]
         else:
-            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+            raise UsageError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
         for session in targets:
             await self.process_cp_state(session, state)
             if session.cp_state is not None and session.cp_state not in "BCD":
@@ -191,10 +192,9 @@ class EvseService(SlacSessionController):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            session.stop_matcher("D-LINK_TERMINATE from the HLC side")
             if session.key_given_out:
                 session.schedule_leave()
-            session.ev_mac = session.run_id = None
-            session._set_state(SessionState.UNMATCHED)
         elif command is DlinkCommand.ERROR:
             self.terminated.discard(evse_id)
             await self.restart_matching(session, "D-LINK_ERROR from the HLC side")
@@ -261,10 +261,11 @@ STDIN_HELP = (
 
 
 def parse_cp_line(line: str) -> tuple[Optional[str], str]:
-    """("evse id" or None, state) from "B" or "DE*SWT*E123 B"; ValueError when empty."""
+    """("evse id" or None, state) from "B" or "DE*SWT*E123 B"; UsageError (a ValueError)
+    when empty."""
     words = line.split()
     if not words:
-        raise ValueError("empty line")
+        raise UsageError("empty line")
     if len(words) == 1:
         return None, words[0]
     return " ".join(words[:-1]), words[-1]

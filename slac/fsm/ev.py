@@ -52,9 +52,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from slac import enums
 
@@ -62,7 +61,16 @@ from slac import enums
 from slac.config import ATTEMPT_PAUSE as ATTEMPT_PAUSE
 from slac.config import CHOICES as CHOICES
 from slac.config import EvConfig as EvConfig
-from slac.fsm.events import Outgoing
+from slac.fsm.base import FrameHandler, Log, Machine, entry
+from slac.fsm.events import (
+    EvAttemptFailed,
+    EvEvent,
+    EvMatched,
+    EvMatchingFailed,
+    EvseCandidate,
+    EvseChosen,
+    FailureReason,
+)
 from slac.messages import (
     ZERO_ID,
     AttenCharInd,
@@ -77,6 +85,24 @@ from slac.messages import (
     StartAttenCharInd,
 )
 from slac.utils import MacAddress, nid_from_nmk
+
+__all__ = [
+    "ATTEMPT_PAUSE",
+    "CHOICES",
+    "EvAttemptFailed",
+    "EvConfig",
+    "EvEvent",
+    "EvMatched",
+    "EvMatcher",
+    "EvMatchingFailed",
+    "EvState",
+    "EvseCandidate",
+    "EvseChosen",
+    "atten_char_problem",
+    "header_problem",
+    "match_cnf_problem",
+    "parm_cnf_problem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,49 +122,6 @@ class EvState(Enum):
     PAUSED = "pausing between attempts"
     MATCHED = "matched"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class EvseCandidate:
-    """An EVSE that answered, and the attenuation it measured (None before it did)."""
-
-    mac: MacAddress
-    average: Optional[float] = None
-    atten_char: Optional[AttenCharInd] = None
-
-
-@dataclass(frozen=True)
-class EvseChosen:
-    """The EV chose this EVSE, and why."""
-
-    evse_mac: MacAddress
-    average: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class EvMatched:
-    """CM_SLAC_MATCH.CNF arrived: set this NMK and NID in the EV's modem."""
-
-    evse_mac: MacAddress
-    run_id: bytes
-    nid: bytes
-    nmk: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class EvAttemptFailed:
-    attempt: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class EvMatchingFailed:
-    reason: str
-    attempts: int
-
-
-EvEvent = Union[EvseChosen, EvMatched, EvAttemptFailed, EvMatchingFailed]
 
 
 # --- validation: what ISO 15118-3 fixes, as the ISO 15118-5 EVCC cases check it ---------------
@@ -244,7 +227,7 @@ def match_cnf_problem(
     return None
 
 
-class EvMatcher:
+class EvMatcher(Machine[EvEvent]):
     """ISO 15118-3 SLAC, EV side, without I/O."""
 
     def __init__(
@@ -253,8 +236,9 @@ class EvMatcher:
         config: Optional[EvConfig] = None,
         *,
         run_id_source: Callable[[], bytes] = lambda: secrets.token_bytes(enums.RUN_ID_LEN),
-        log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
+        log: Optional[Log] = None,
     ) -> None:
+        super().__init__()
         self.ev_mac = MacAddress(ev_mac)
         self.config = config or EvConfig()
         self.log = log or logger
@@ -273,18 +257,25 @@ class EvMatcher:
         self._sends_left = 0
         self._to_send: list[Message] = []  # sounding: start indications, then sounds
         self._results_deadline = 0.0
-        self._outgoing: list[Outgoing] = []
-        self._events: list[EvEvent] = []
+        self._table = self._transitions()
 
-    # --- outputs ------------------------------------------------------------------------------
+    def _transitions(self) -> dict[tuple[EvState, type], FrameHandler]:
+        """What a valid frame does in each state (the table in the module's docstring);
+        anything not listed is ignored as "not expected"."""
+        parm, sounding = EvState.PARM, EvState.SOUNDING
+        results, match = EvState.RESULTS, EvState.MATCH
+        return dict(
+            [
+                entry(parm, SlacParmCnf, self._on_parm_cnf),
+                entry(sounding, SlacParmCnf, self._on_parm_cnf),
+                entry(sounding, AttenCharInd, self._on_atten_char),
+                entry(results, AttenCharInd, self._on_atten_char),
+                entry(match, AttenCharInd, self._on_atten_char),
+                entry(match, SlacMatchCnf, self._on_match_cnf),
+            ]
+        )
 
-    def frames_to_send(self) -> list[Outgoing]:
-        out, self._outgoing = self._outgoing, []
-        return out
-
-    def events(self) -> list[EvEvent]:
-        out, self._events = self._events, []
-        return out
+    # --- outputs (frames_to_send and events: Machine) -------------------------------------
 
     @property
     def deadline(self) -> Optional[float]:
@@ -312,12 +303,12 @@ class EvMatcher:
         problem = header_problem(frame)
         if problem:
             self._ignore(frame, problem)
-        elif isinstance(message, SlacParmCnf):
-            self._on_parm_cnf(frame, message, now)
-        elif isinstance(message, AttenCharInd):
-            self._on_atten_char(frame, message, now)
-        else:
-            self._on_match_cnf(frame, message, now)
+            return
+        handler = self._table.get((self.state, type(message)))
+        if handler is None:
+            self._ignore(frame, f"not expected while {self.state.value}")
+            return
+        handler(frame, message, now)
 
     def handle_timer(self, now: float) -> None:
         if self._deadline is None or now < self._deadline:
@@ -329,7 +320,9 @@ class EvMatcher:
             elif self._sends_left > 0:
                 self._send_parm(now)
             else:
-                self._attempt_failed(now, "no CM_SLAC_PARM.CNF from any EVSE")
+                self._attempt_failed(
+                    now, FailureReason.NO_PARM_CNF, "no CM_SLAC_PARM.CNF from any EVSE"
+                )
         elif state is EvState.SOUNDING:
             self._send_next_sounding_frame(now)
         elif state is EvState.RESULTS:
@@ -338,7 +331,11 @@ class EvMatcher:
             if self._sends_left > 0:
                 self._send_match_req(now)
             else:
-                self._attempt_failed(now, "no valid CM_SLAC_MATCH.CNF from the chosen EVSE")
+                self._attempt_failed(
+                    now,
+                    FailureReason.NO_MATCH_CNF,
+                    "no valid CM_SLAC_MATCH.CNF from the chosen EVSE",
+                )
         elif state is EvState.PAUSED:
             self._begin_attempt(now)
 
@@ -358,13 +355,10 @@ class EvMatcher:
 
     def _send_parm(self, now: float) -> None:
         self._sends_left -= 1
-        self._outgoing.append(Outgoing(BROADCAST, SlacParmReq(run_id=self.run_id)))
+        self._send(BROADCAST, SlacParmReq(run_id=self.run_id))
         self._deadline = now + self.config.match_response_timeout
 
     def _on_parm_cnf(self, frame: Frame, cnf: SlacParmCnf, now: float) -> None:
-        if self.state not in (EvState.PARM, EvState.SOUNDING):
-            self._ignore(frame, f"not expected while {self.state.value}")
-            return
         problem = parm_cnf_problem(cnf, self.ev_mac, self.run_id)
         if problem:
             self._ignore(frame, problem)
@@ -400,7 +394,7 @@ class EvMatcher:
 
     def _send_next_sounding_frame(self, now: float) -> None:
         message = self._to_send.pop(0)
-        self._outgoing.append(Outgoing(BROADCAST, message))
+        self._send(BROADCAST, message)
         if self._to_send:
             self._deadline = now + self.config.batch_interval
         else:
@@ -410,9 +404,6 @@ class EvMatcher:
                 self._choose(now)
 
     def _on_atten_char(self, frame: Frame, ind: AttenCharInd, now: float) -> None:
-        if self.state not in (EvState.SOUNDING, EvState.RESULTS, EvState.MATCH):
-            self._ignore(frame, f"not expected while {self.state.value}")
-            return
         problem = atten_char_problem(ind, self.ev_mac, self.run_id, self.config.num_sounds)
         if problem:
             self._ignore(frame, problem)
@@ -425,9 +416,7 @@ class EvMatcher:
             self._ignore(frame, "the first from this EVSE, after the choice was made")
             return
         # A resent indication (our RSP was lost) is acknowledged again, counted once.
-        self._outgoing.append(
-            Outgoing(frame.src, AttenCharRsp(source_address=self.ev_mac, run_id=self.run_id))
-        )
+        self._send(frame.src, AttenCharRsp(source_address=self.ev_mac, run_id=self.run_id))
         if candidate.average is not None:
             return
         average = sum(ind.aag) / len(ind.aag)
@@ -463,7 +452,11 @@ class EvMatcher:
     def _choose(self, now: float) -> None:
         measured = [c for c in self.candidates.values() if c.average is not None]
         if not measured:
-            self._attempt_failed(now, "no CM_ATTEN_CHAR.IND within TT_EV_atten_results")
+            self._attempt_failed(
+                now,
+                FailureReason.NO_ATTEN_CHAR_IND,
+                "no CM_ATTEN_CHAR.IND within TT_EV_atten_results",
+            )
             return
         first = self._first_under_limit()
         if first is not None:
@@ -484,6 +477,7 @@ class EvMatcher:
         if best.average > self.config.atten_limit:
             self._attempt_failed(
                 now,
+                FailureReason.ABOVE_ATTEN_LIMIT,
                 f"every EVSE is above the attenuation limit of {self.config.atten_limit:g} dB "
                 f"({summary})",
             )
@@ -497,7 +491,7 @@ class EvMatcher:
     def _chosen(self, now: float, best: EvseCandidate, reason: str) -> None:
         assert best.average is not None
         self.chosen = EvseChosen(best.mac, best.average, reason)
-        self._events.append(self.chosen)
+        self._emit(self.chosen)
         self.log.info("chose EVSE %s: %s", best.mac, reason)
         self.state = EvState.MATCH
         self._sends_left = 1 + self.config.match_retries
@@ -509,13 +503,11 @@ class EvMatcher:
         request = SlacMatchReq(
             pev_mac=self.ev_mac, evse_mac=self.chosen.evse_mac, run_id=self.run_id
         )
-        self._outgoing.append(Outgoing(self.chosen.evse_mac, request))
+        self._send(self.chosen.evse_mac, request)
         self._deadline = now + self.config.match_response_timeout
 
     def _on_match_cnf(self, frame: Frame, cnf: SlacMatchCnf, now: float) -> None:
-        if self.state is not EvState.MATCH or self.chosen is None:
-            self._ignore(frame, f"not expected while {self.state.value}")
-            return
+        assert self.chosen is not None  # the state is MATCH
         if frame.src != self.chosen.evse_mac:
             self._ignore(frame, "not from the chosen EVSE")
             return
@@ -532,19 +524,19 @@ class EvMatcher:
         self.state = EvState.MATCHED
         self._deadline = None
         self.result = EvMatched(frame.src, self.run_id, cnf.nid, cnf.nmk)
-        self._events.append(self.result)
+        self._emit(self.result)
         self.log.info("matched with EVSE %s (NID %s)", frame.src, cnf.nid.hex())
 
-    def _attempt_failed(self, now: float, reason: str) -> None:
-        self._events.append(EvAttemptFailed(self.attempt, reason))
+    def _attempt_failed(self, now: float, reason: FailureReason, detail: str) -> None:
+        self._emit(EvAttemptFailed(self.attempt, reason, detail))
         capped = self.config.attempts is not None and self.attempt >= self.config.attempts
         if capped or now >= self._repetition_deadline:
             self.state = EvState.FAILED
             self._deadline = None
-            self.log.warning("matching failed after %d attempts: %s", self.attempt, reason)
-            self._events.append(EvMatchingFailed(reason, self.attempt))
+            self.log.warning("matching failed after %d attempts: %s", self.attempt, detail)
+            self._emit(EvMatchingFailed(reason, self.attempt, detail))
             return
-        self.log.info("attempt %d failed: %s", self.attempt, reason)
+        self.log.info("attempt %d failed: %s", self.attempt, detail)
         self.state = EvState.PAUSED
         self._deadline = now + self.config.attempt_pause
 

@@ -10,8 +10,9 @@ No sockets, no asyncio, no clock: the driver feeds three inputs, each with the c
 and pulls three outputs: :meth:`~EvseMatcher.frames_to_send`, :meth:`~EvseMatcher.events`
 and :attr:`~EvseMatcher.deadline`.
 
-Everything about state lives in this file, and the transitions are the two tables below.
-A message that a table does not list for the current state is ignored (logged at DEBUG with
+Everything about state lives in this file, and the transitions are the two tables of
+bound methods, :meth:`EvseMatcher._evse_table` and :meth:`EvseMatcher._run_table`. A
+message that a table does not list for the current state is ignored (logged at DEBUG with
 the reason) and the timers keep running, as ISO 15118-3 asks of receivers. Before a table
 is consulted, the frame itself must be a SLAC frame (HomePlug AV 1.1, not a fragment, from
 a station, to this EVSE or to all); before a handler changes anything, every field the
@@ -55,7 +56,7 @@ import logging
 import operator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from slac.config import MatchingConfig
 from slac.enums import (
@@ -76,23 +77,25 @@ from slac.enums import (
     TT_MATCH_RESPONSE,
     ValidateResult,
 )
+from slac.errors import CpStateError
+from slac.fsm.base import FrameHandler, Log, Machine, entry
 from slac.fsm.events import (
     AttemptFailed,
     Event,
+    FailureReason,
     Matched,
     MatchingFailed,
     MatchingOngoing,
     MatchingStarted,
-    Outgoing,
     RunEnded,
     Stopped,
+    StopReason,
 )
 from slac.fsm.station_view import StationView
 from slac.messages import (
     ZERO_ID,
     AmpMapCnf,
     AmpMapReq,
-    AnyMessage,
     AttenCharInd,
     AttenCharRsp,
     AttenProfileInd,
@@ -155,55 +158,31 @@ class Ignore:
     reason: str
 
 
-Handler = Union[str, Ignore]
+M = TypeVar("M", bound=Message)
+#: a run's handler: (run, frame, message, now)
+RunHandler = Callable[["EvRun", Frame, Any, float], None]
+Handler = Union[FrameHandler, Ignore]
+RunEntry = Union[RunHandler, Ignore]
 
 # --- The transition tables ---------------------------------------------------------------------
 #
-# EVSE_TABLE: what a message does in each EVSE state. Messages that belong to one EV run
-# ("run" below) are looked up again in RUN_TABLE with the run's state. Anything not listed is
-# ignored as "not expected in this state".
+# EvseMatcher._evse_table(): what a message does in each EVSE state; messages that belong to
+# one EV run go to _dispatch_to_run, which looks them up again in EvseMatcher._run_table()
+# with the run's state. Anything not listed is ignored as "not expected in this state". The
+# entries are bound methods, built once per matcher by slac.fsm.base.entry / _run_entry,
+# which let mypy check that each handler takes the message type it is listed for.
 
 _MATCHED_IS_SILENT = "matched: no SLAC messages in state Matched"
 
-EVSE_TABLE: dict[tuple[EvseState, type], Handler] = {
-    (EvseState.WAITING, SlacParmReq): "_on_parm_req",
-    (EvseState.WAITING, StartAttenCharInd): "run",
-    (EvseState.WAITING, MnbcSoundInd): "run",
-    (EvseState.WAITING, AttenProfileInd): "_on_profile",
-    (EvseState.WAITING, AttenCharRsp): "run",
-    (EvseState.WAITING, SlacMatchReq): "run",
-    (EvseState.WAITING, ValidateReq): "_on_validate",
-    # A new match needs what the standard gives: a CP cycle, a lost link or the HLC side,
-    # each of which stops this machine and starts it again.
-    (EvseState.MATCHED, SlacParmReq): Ignore(_MATCHED_IS_SILENT),
-    (EvseState.MATCHED, ValidateReq): Ignore(_MATCHED_IS_SILENT),
-    (EvseState.MATCHED, SlacMatchReq): "_on_match_req_when_matched",
-    (EvseState.MATCHED, AmpMapReq): "_on_amp_map",
-    (EvseState.MATCHED, AttenCharRsp): Ignore("already matched"),
-}
 
-RUN_TABLE: dict[tuple[RunState, type], Handler] = {
-    (RunState.WAIT_START_ATTEN, StartAttenCharInd): "_run_start_sounding",
-    # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when every
-    # CM_START_ATTEN_CHAR.IND was lost.
-    (RunState.WAIT_START_ATTEN, MnbcSoundInd): "_run_sound",
-    # The copies of CM_START_ATTEN_CHAR.IND: each is answered with the run's CNF again
-    # (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while it sounds.
-    (RunState.SOUNDING, StartAttenCharInd): "_run_repeated_start",
-    (RunState.SOUNDING, MnbcSoundInd): "_run_sound",
-    (RunState.TURN, StartAttenCharInd): Ignore("sounding is over"),
-    (RunState.TURN, MnbcSoundInd): Ignore("late sound, sounding is over"),
-    (RunState.WAIT_RSP, StartAttenCharInd): Ignore("sounding is over"),
-    (RunState.WAIT_RSP, MnbcSoundInd): Ignore("late sound, sounding is over"),
-    (RunState.WAIT_RSP, AttenCharRsp): "_run_atten_char_rsp",
-    # The EV's CM_ATTEN_CHAR.RSP may be lost while the EV moves on: its request proves that
-    # it received CM_ATTEN_CHAR.IND.
-    (RunState.WAIT_RSP, SlacMatchReq): "_run_match_req",
-    (RunState.WAIT_MATCH, AttenCharRsp): Ignore("repeated CM_ATTEN_CHAR.RSP"),
-    (RunState.WAIT_MATCH, MnbcSoundInd): Ignore("late sound, sounding is over"),
-    (RunState.WAIT_MATCH, StartAttenCharInd): Ignore("sounding is over"),
-    (RunState.WAIT_MATCH, SlacMatchReq): "_run_match_req",
-}
+def _run_entry(
+    state: RunState, kind: type[M], handler: Callable[[EvRun, Frame, M, float], None]
+) -> tuple[tuple[RunState, type], RunEntry]:
+    return (state, kind), handler
+
+
+def _ignored(state: Any, kind: type, reason: str) -> tuple[tuple[Any, type], Ignore]:
+    return (state, kind), Ignore(reason)
 
 
 @dataclass
@@ -324,7 +303,7 @@ def plug_in_time_limit(config: MatchingConfig) -> float:
     return config.slac_init_timeout + config.matching_repetition + run
 
 
-class EvseMatcher:
+class EvseMatcher(Machine[Event]):
     """ISO 15118-3 SLAC, EVSE side, without I/O.
 
     ``evse_mac`` is this EVSE host's MAC (the interface's), ``nmk``/``nid`` the key the local
@@ -342,12 +321,13 @@ class EvseMatcher:
         nid: bytes,
         config: Optional[MatchingConfig] = None,
         *,
-        log: Union[logging.Logger, logging.LoggerAdapter[logging.Logger], None] = None,
-        station: Optional[StationView] = None,
+        log: Optional[Log] = None,
+        station_view: Optional[StationView] = None,
     ) -> None:
+        super().__init__()
         self.evse_mac = MacAddress(evse_mac)
         #: what the other EVSEs of this station heard (None: this EVSE decides alone)
-        self.station = station
+        self.station_view = station_view
         self.modem_mac: Optional[MacAddress] = None
         self.config = config or MatchingConfig()
         self.log = log or logger
@@ -369,27 +349,69 @@ class EvseMatcher:
         self._started_at = 0.0
         self._admit_until = 0.0
         self._runs_started = 0
-        self._last_failure = ""
+        #: the last run end that counted as a failure, and the best-heard other one
+        self._last_failure: Optional[RunEnded] = None
+        self._last_other_end: Optional[RunEnded] = None
         #: the profiles' source while modem_mac is unknown (the first one accepted)
         self._profile_source: Optional[MacAddress] = None
         self._foreign_profile_reported = False
         #: the next time a held CM_SLAC_MATCH.REQ must be looked at again
         self._hold_wake: Optional[float] = None
         self._ongoing_reported = False
-        self._outgoing: list[Outgoing] = []
-        self._events: list[Event] = []
+        self._table = self._evse_table()
+        self._runs = self._run_table()
 
-    # --- outputs ------------------------------------------------------------------------------
+    def _evse_table(self) -> dict[tuple[EvseState, type], Handler]:
+        """What a message does in each EVSE state (see the comment above ``_run_entry``)."""
+        waiting, matched = EvseState.WAITING, EvseState.MATCHED
+        return dict(
+            [
+                entry(waiting, SlacParmReq, self._on_parm_req),
+                entry(waiting, StartAttenCharInd, self._dispatch_to_run),
+                entry(waiting, MnbcSoundInd, self._dispatch_to_run),
+                entry(waiting, AttenProfileInd, self._on_profile),
+                entry(waiting, AttenCharRsp, self._dispatch_to_run),
+                entry(waiting, SlacMatchReq, self._dispatch_to_run),
+                entry(waiting, ValidateReq, self._on_validate),
+                # A new match needs what the standard gives: a CP cycle, a lost link or the
+                # HLC side, each of which stops this machine and starts it again.
+                _ignored(matched, SlacParmReq, _MATCHED_IS_SILENT),
+                _ignored(matched, ValidateReq, _MATCHED_IS_SILENT),
+                entry(matched, SlacMatchReq, self._on_match_req_when_matched),
+                entry(matched, AmpMapReq, self._on_amp_map),
+                _ignored(matched, AttenCharRsp, "already matched"),
+            ]
+        )
 
-    def frames_to_send(self) -> list[Outgoing]:
-        """The messages to send since the last call, in order."""
-        out, self._outgoing = self._outgoing, []
-        return out
-
-    def events(self) -> list[Event]:
-        """The events since the last call, in order."""
-        out, self._events = self._events, []
-        return out
+    def _run_table(self) -> dict[tuple[RunState, type], RunEntry]:
+        """What a message of one EV run does in each run state."""
+        start, sounding, turn = RunState.WAIT_START_ATTEN, RunState.SOUNDING, RunState.TURN
+        rsp, match = RunState.WAIT_RSP, RunState.WAIT_MATCH
+        return dict(
+            [
+                _run_entry(start, StartAttenCharInd, self._run_start_sounding),
+                # Only with SOUNDING_WITHOUT_START (not ISO): a sound starts sounding when
+                # every CM_START_ATTEN_CHAR.IND was lost.
+                _run_entry(start, MnbcSoundInd, self._run_sound),
+                # The copies of CM_START_ATTEN_CHAR.IND: each is answered with the run's CNF
+                # again (CONFIRM_ON_START), so an EV whose CNF was lost counts this EVSE while
+                # it sounds.
+                _run_entry(sounding, StartAttenCharInd, self._run_repeated_start),
+                _run_entry(sounding, MnbcSoundInd, self._run_sound),
+                _ignored(turn, StartAttenCharInd, "sounding is over"),
+                _ignored(turn, MnbcSoundInd, "late sound, sounding is over"),
+                _ignored(rsp, StartAttenCharInd, "sounding is over"),
+                _ignored(rsp, MnbcSoundInd, "late sound, sounding is over"),
+                _run_entry(rsp, AttenCharRsp, self._run_atten_char_rsp),
+                # The EV's CM_ATTEN_CHAR.RSP may be lost while the EV moves on: its request
+                # proves that it received CM_ATTEN_CHAR.IND.
+                _run_entry(rsp, SlacMatchReq, self._run_match_req),
+                _ignored(match, AttenCharRsp, "repeated CM_ATTEN_CHAR.RSP"),
+                _ignored(match, MnbcSoundInd, "late sound, sounding is over"),
+                _ignored(match, StartAttenCharInd, "sounding is over"),
+                _run_entry(match, SlacMatchReq, self._run_match_req),
+            ]
+        )
 
     @property
     def deadline(self) -> Optional[float]:
@@ -455,9 +477,9 @@ class EvseMatcher:
                 EvseState.FAILED,
             )
         if letter == "A":
-            self.stop(now, "control pilot A: EV unplugged")
+            self.stop(now, StopReason.UNPLUGGED, "control pilot A: EV unplugged")
         elif letter in "EF" and self.state is EvseState.MATCHED:
-            self.stop(now, f"control pilot {letter} while matched")
+            self.stop(now, StopReason.CP_ERROR, f"control pilot {letter} while matched")
         return False
 
     def start(self, now: float) -> None:
@@ -470,41 +492,48 @@ class EvseMatcher:
         self._answered.clear()
         self._evs.clear()
         self._runs_started = 0
-        self._last_failure = ""
+        self._last_failure = None
+        self._last_other_end = None
         self._profile_source = None
         self._foreign_profile_reported = False
         self._hold_wake = None
         self._ongoing_reported = False
         self._started_at = now
         self._admit_until = now + self.config.slac_init_timeout
-        if self.station is not None:
-            self.station.forget(self.evse_mac)
+        if self.station_view is not None:
+            self.station_view.forget(self.evse_mac)
         self.state = EvseState.WAITING
         self.log.info("matching: waiting for CM_SLAC_PARM.REQ")
-        self._events.append(MatchingStarted(1))
+        self._emit(MatchingStarted(1))
 
-    def stop(self, now: float, reason: str) -> None:
-        """End matching or the match; back to IDLE.
+    def stop(
+        self, now: float, reason: Union[StopReason, str] = StopReason.DRIVER, detail: str = ""
+    ) -> None:
+        """End matching or the match; back to IDLE. ``reason`` says why (a bare string is
+        taken as the detail of :attr:`StopReason.DRIVER`).
 
         The EV that got the key still holds it: only :meth:`set_key` (the driver gave the
         modem a fresh key) lets another EV have a key.
         """
+        if isinstance(reason, str):
+            detail = detail or reason
+            reason = StopReason.DRIVER
         if self.state is EvseState.IDLE:
             return
         was_matched = self.state is EvseState.MATCHED
         self.runs.clear()
         self.match = None
         self._hold_wake = None
-        if self.station is not None:
-            self.station.forget(self.evse_mac)
+        if self.station_view is not None:
+            self.station_view.forget(self.evse_mac)
         self.state = EvseState.IDLE
-        self.log.info("SLAC stopped: %s", reason)
-        self._events.append(Stopped(reason, was_matched))
+        self.log.info("SLAC stopped: %s", detail or reason.value)
+        self._emit(Stopped(reason, was_matched, detail or reason.value))
 
     def receive_frame(self, frame: Frame, now: float) -> None:
         """Feed a decoded frame received on the EVSE's interface."""
         message = frame.message
-        handler = EVSE_TABLE.get((self.state, type(message)))
+        handler = self._table.get((self.state, type(message)))
         if handler is None:
             self._ignore(frame, f"not expected while {self.state.value}")
             return
@@ -515,10 +544,7 @@ class EvseMatcher:
         if isinstance(handler, Ignore):
             self._ignore(frame, handler.reason)
             return
-        if handler == "run":
-            self._dispatch_to_run(frame, now)
-            return
-        getattr(self, handler)(frame, message, now)
+        handler(frame, message, now)
 
     def handle_timer(self, now: float) -> None:
         """Process every deadline that has come by ``now``."""
@@ -534,8 +560,7 @@ class EvseMatcher:
 
     # --- EVSE-level handlers --------------------------------------------------------------------
 
-    def _on_parm_req(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, SlacParmReq)
+    def _on_parm_req(self, frame: Frame, message: SlacParmReq, now: float) -> None:
         problem = _types_problem(message.application_type, message.security_type)
         if problem is not None:
             self._ignore(frame, problem)
@@ -559,7 +584,13 @@ class EvseMatcher:
             # Cars such as the Ioniq and Teslas start over with the same RunID: that restarts
             # the run (V2G3-A09-16, as EVerest does), a fresh attempt of this EV.
             counts = run.state is not RunState.WAIT_MATCH
-            self._end_run(run, "the EV started over with the same RunID", now, counts=counts)
+            self._end_run(
+                run,
+                FailureReason.EV_STARTED_OVER,
+                "the EV started over with the same RunID",
+                now,
+                counts=counts,
+            )
             if self.state is not EvseState.WAITING:
                 return
         problem = self._admission_problem(ev, now)
@@ -568,7 +599,12 @@ class EvseMatcher:
             return
         for old in [r for r in self.runs.values() if r.ev_mac == ev]:
             self._end_run(
-                old, "the EV started a new run (new RunID)", now, counts=False, settle=False
+                old,
+                FailureReason.EV_STARTED_OVER,
+                "the EV started a new run (new RunID)",
+                now,
+                counts=False,
+                settle=False,
             )
         if len(self.runs) >= self.config.max_parallel_runs and not self._evict_for(ev, now):
             self._ignore(frame, f"already serving {len(self.runs)} EV runs (C_EVSE_match_parallel)")
@@ -590,7 +626,7 @@ class EvseMatcher:
         )
         if not self._ongoing_reported:
             self._ongoing_reported = True
-            self._events.append(MatchingOngoing(ev, message.run_id))
+            self._emit(MatchingOngoing(ev, message.run_id))
 
     def _new_run(self, ev: MacAddress, run_id: bytes, cnf: SlacParmCnf, now: float) -> EvRun:
         run = EvRun(ev_mac=ev, run_id=run_id, parm_cnf=cnf, started=now)
@@ -695,7 +731,7 @@ class EvseMatcher:
         )
         if not self._ongoing_reported:
             self._ongoing_reported = True
-            self._events.append(MatchingOngoing(ev, message.run_id))
+            self._emit(MatchingOngoing(ev, message.run_id))
         return run
 
     def _remember_answer(self, run: EvRun) -> None:
@@ -724,6 +760,7 @@ class EvseMatcher:
             self._remember_answer(oldest)
             self._end_run(
                 oldest,
+                FailureReason.REPLACED,
                 f"replaced by EV {ev}: every parallel slot was taken",
                 now,
                 counts=False,
@@ -743,6 +780,7 @@ class EvseMatcher:
             oldest = min(chosen_elsewhere, key=lambda r: r.rsp_at or 0.0)
             self._end_run(
                 oldest,
+                FailureReason.EV_CHOSE_ANOTHER_EVSE,
                 f"replaced by EV {ev}: no CM_SLAC_MATCH.REQ {_ms(now - (oldest.rsp_at or now)):.0f}"
                 " ms after CM_ATTEN_CHAR.RSP, the EV chose another EVSE",
                 now,
@@ -782,6 +820,7 @@ class EvseMatcher:
                 return None
             self._end_run(
                 worst,
+                FailureReason.REPLACED,
                 f"replaced by EV {ev}, heard at {heard:.0f} dB instead of {worst_db:.0f} dB",
                 now,
                 counts=False,
@@ -792,8 +831,7 @@ class EvseMatcher:
         self._log_run(logging.INFO, run, "heard better than a run it replaces: served again")
         return run
 
-    def _on_profile(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, AttenProfileInd)
+    def _on_profile(self, frame: Frame, message: AttenProfileInd, now: float) -> None:
         problem = self._profile_source_problem(frame)
         if problem is not None:
             self._ignore(frame, problem)
@@ -859,8 +897,7 @@ class EvseMatcher:
             return "CM_ATTEN_PROFILE.IND from an EV station"
         return None
 
-    def _on_validate(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, ValidateReq)
+    def _on_validate(self, frame: Frame, message: ValidateReq, now: float) -> None:
         if message.signal_type != 0:
             self._ignore(frame, f"SignalType {message.signal_type} is not 0 (CP toggles)")
             return
@@ -891,9 +928,8 @@ class EvseMatcher:
         # candidates; "failure" after "not required" would make the EV drop it).
         self._send(frame.src, _VALIDATE_CNF)
 
-    def _on_match_req_when_matched(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, SlacMatchReq)
-        assert self.match is not None
+    def _on_match_req_when_matched(self, frame: Frame, message: SlacMatchReq, now: float) -> None:
+        assert self.match is not None  # the state is MATCHED
         if (frame.src, message.run_id) != (self.match.ev_mac, self.match.run_id):
             self._ignore(frame, "matched with another EV or RunID")
             return
@@ -906,9 +942,8 @@ class EvseMatcher:
         self._send(self.match.ev_mac, self.match.cnf)
         self.log.debug("EV %s repeated CM_SLAC_MATCH.REQ, same CNF sent again", frame.src)
 
-    def _on_amp_map(self, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, AmpMapReq)
-        assert self.match is not None
+    def _on_amp_map(self, frame: Frame, message: AmpMapReq, now: float) -> None:
+        assert self.match is not None  # the state is MATCHED
         if frame.src != self.match.ev_mac:
             self._ignore(frame, "CM_AMP_MAP.REQ from a station that is not the matched EV")
         elif not message.amplitudes:
@@ -918,9 +953,12 @@ class EvseMatcher:
 
     # --- run handlers -------------------------------------------------------------------------
 
-    def _dispatch_to_run(self, frame: Frame, now: float) -> None:
-        message = frame.message
-        assert isinstance(message, Message)
+    def _dispatch_to_run(
+        self,
+        frame: Frame,
+        message: Union[StartAttenCharInd, MnbcSoundInd, AttenCharRsp, SlacMatchReq],
+        now: float,
+    ) -> None:
         run_id: bytes = getattr(message, "run_id", b"")
         run = self.runs.get((bytes(frame.src), run_id))
         if (
@@ -949,19 +987,18 @@ class EvseMatcher:
             else:
                 self._ignore(frame, "no run for this EV")
             return
-        handler = RUN_TABLE.get((run.state, type(message)))
+        handler = self._runs.get((run.state, type(message)))
         if handler is None:
             self._ignore(frame, f"not expected while the run is {run.state.value}")
             return
         if isinstance(handler, Ignore):
             self._ignore(frame, handler.reason)
             return
-        getattr(self, handler)(run, frame, message, now)
+        handler(run, frame, message, now)
 
     def _run_start_sounding(
-        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
+        self, run: EvRun, frame: Frame, message: StartAttenCharInd, now: float
     ) -> None:
-        assert isinstance(message, StartAttenCharInd)
         problem = _start_problem(frame, message, run.parm_cnf)
         if problem is not None:
             self._ignore(frame, problem)
@@ -970,9 +1007,8 @@ class EvseMatcher:
         self._confirm_again(run)
 
     def _run_repeated_start(
-        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
+        self, run: EvRun, frame: Frame, message: StartAttenCharInd, now: float
     ) -> None:
-        assert isinstance(message, StartAttenCharInd)
         if not self.config.confirm_on_start:
             self._ignore(frame, "repeated CM_START_ATTEN_CHAR.IND")
             return
@@ -991,8 +1027,7 @@ class EvseMatcher:
         if self.config.confirm_on_start:
             self._send(run.ev_mac, run.parm_cnf)
 
-    def _run_sound(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, MnbcSoundInd)
+    def _run_sound(self, run: EvRun, frame: Frame, message: MnbcSoundInd, now: float) -> None:
         problem = _sound_problem(message, run.num_sounds)
         if problem is not None:
             self._ignore(frame, problem)
@@ -1023,9 +1058,8 @@ class EvseMatcher:
             self._log_run(logging.DEBUG, run, "sound %d/%d", len(run.sounds_seen), run.num_sounds)
 
     def _run_atten_char_rsp(
-        self, run: EvRun, frame: Frame, message: AnyMessage, now: float
+        self, run: EvRun, frame: Frame, message: AttenCharRsp, now: float
     ) -> None:
-        assert isinstance(message, AttenCharRsp)
         problem = _types_problem(message.application_type, message.security_type)
         if problem is None and message.source_address != run.ev_mac:
             problem = f"SOURCE_ADDRESS {message.source_address} is not the EV"
@@ -1045,8 +1079,7 @@ class EvseMatcher:
             _ms(now - (run.sounding_done or now)),
         )
 
-    def _run_match_req(self, run: EvRun, frame: Frame, message: AnyMessage, now: float) -> None:
-        assert isinstance(message, SlacMatchReq)
+    def _run_match_req(self, run: EvRun, frame: Frame, message: SlacMatchReq, now: float) -> None:
         problem = self._match_req_problem(frame, message)
         if problem is not None:
             self._ignore(frame, problem)
@@ -1107,16 +1140,22 @@ class EvseMatcher:
         self.runs.clear()
         self._hold_wake = None
         for other in others:
-            self._events.append(
-                RunEnded(other.ev_mac, other.run_id, "this EVSE matched another EV")
+            self._emit(
+                RunEnded(
+                    other.ev_mac,
+                    other.run_id,
+                    FailureReason.OTHER_EV_MATCHED,
+                    "this EVSE matched another EV",
+                    other.heard_db,
+                )
             )
         self.match = MatchRecord(run.ev_mac, run.run_id, cnf)
         self._key_holder = run.ev_mac
-        if self.station is not None:
-            self.station.matched(self.evse_mac, run.ev_mac)
+        if self.station_view is not None:
+            self.station_view.matched(self.evse_mac, run.ev_mac)
         self.state = EvseState.MATCHED
         self._log_run(logging.INFO, run, "%s", _summary(run, now, self._nid))
-        self._events.append(Matched(run.ev_mac, run.run_id, self._nid))
+        self._emit(Matched(run.ev_mac, run.run_id, self._nid, run.heard_db))
 
     # --- the station: an EV heard clearly better by another EVSE ------------------------------
 
@@ -1125,9 +1164,9 @@ class EvseMatcher:
         ``match_hold_margin`` dB better (and is not matched with another EV): the EV's own
         EVSE is that one, so its request here stays unanswered (logged once per run)."""
         mine = run.heard_db
-        if self.station is None or mine is None:
+        if self.station_view is None or mine is None:
             return False
-        better = self.station.better_elsewhere(
+        better = self.station_view.better_elsewhere(
             self.evse_mac, run.ev_mac, mine, self.config.match_hold_margin, now
         )
         if better is None:
@@ -1237,7 +1276,12 @@ class EvseMatcher:
 
     def _finish_sounding(self, run: EvRun, now: float) -> None:
         if run.profiles == 0:
-            self._end_run(run, "no CM_ATTEN_PROFILE.IND within the sounding window", now)
+            self._end_run(
+                run,
+                FailureReason.NO_SOUNDS,
+                "no CM_ATTEN_PROFILE.IND within the sounding window",
+                now,
+            )
             return
         if run.data_profiles:
             aag = tuple(_average(total, run.data_profiles) for total in run.aag_sum)
@@ -1256,8 +1300,8 @@ class EvseMatcher:
         )
         run.sounding_done = now
         heard = run.heard_db
-        if self.station is not None and heard is not None:
-            self.station.heard(self.evse_mac, run.ev_mac, heard, now)
+        if self.station_view is not None and heard is not None:
+            self.station_view.heard(self.evse_mac, run.ev_mac, heard, now)
         history = self._evs.get(bytes(run.ev_mac))
         if history is not None:
             history.heard_db = run.heard_db
@@ -1320,7 +1364,12 @@ class EvseMatcher:
 
     def _run_timeout(self, run: EvRun, now: float) -> None:
         if run.state is RunState.WAIT_START_ATTEN:
-            self._end_run(run, "no CM_START_ATTEN_CHAR.IND within TT_match_sequence", now)
+            self._end_run(
+                run,
+                FailureReason.NO_START_ATTEN_CHAR,
+                "no CM_START_ATTEN_CHAR.IND within TT_match_sequence",
+                now,
+            )
         elif run.state is RunState.SOUNDING:
             self._finish_sounding(run, now)
         elif run.state is RunState.TURN:
@@ -1332,18 +1381,30 @@ class EvseMatcher:
                 self._log_run(logging.INFO, run, "no CM_ATTEN_CHAR.RSP, resending the IND")
                 self._send_atten_char(run, now)
             else:
-                self._end_run(run, "no CM_ATTEN_CHAR.RSP after every resend", now)
+                self._end_run(
+                    run,
+                    FailureReason.NO_ATTEN_CHAR_RSP,
+                    "no CM_ATTEN_CHAR.RSP after every resend",
+                    now,
+                )
         else:
             # The EV heard us but asked another EVSE: not a failure of this EVSE.
             self._end_run(
                 run,
+                FailureReason.EV_CHOSE_ANOTHER_EVSE,
                 "no CM_SLAC_MATCH.REQ within TT_EVSE_match_session: the EV chose another EVSE",
                 now,
                 counts=False,
             )
 
     def _end_run(
-        self, run: EvRun, reason: str, now: float, counts: bool = True, settle: bool = True
+        self,
+        run: EvRun,
+        reason: FailureReason,
+        detail: str,
+        now: float,
+        counts: bool = True,
+        settle: bool = True,
     ) -> None:
         """Drop a run. A failure that counts is one of its EV's C_conn_max_match attempts.
 
@@ -1352,14 +1413,21 @@ class EvseMatcher:
         again at the next timer (due at once)."""
         del self.runs[run.key]
         # a failure is news; a neighbour's car that went elsewhere (crosstalk) is routine
-        self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", reason)
-        self._events.append(RunEnded(run.ev_mac, run.run_id, reason))
+        self._log_run(logging.INFO if counts else logging.DEBUG, run, "run ended: %s", detail)
+        heard = run.heard_db
+        ended = RunEnded(run.ev_mac, run.run_id, reason, detail, heard)
+        self._emit(ended)
         if counts:
             history = self._evs.get(bytes(run.ev_mac))
             if history is not None:
                 history.failures += 1
-                self._events.append(AttemptFailed(history.failures, reason, run.ev_mac))
-            self._last_failure = reason
+                self._emit(AttemptFailed(history.failures, reason, detail, run.ev_mac, heard))
+            self._last_failure = ended
+        elif reason is FailureReason.EV_CHOSE_ANOTHER_EVSE and (
+            self._last_other_end is None
+            or (heard is not None and heard <= (self._last_other_end.attenuation or heard))
+        ):
+            self._last_other_end = ended  # the best-heard EV that asked elsewhere
         if not settle:
             if self._hold_wake is not None:
                 self._hold_wake = now
@@ -1385,22 +1453,34 @@ class EvseMatcher:
     def _end_plug_in_if_over(self, now: float) -> None:
         if now < self._plug_in_over_at():
             return
+        about: Optional[RunEnded] = None
         if not self._evs:
-            reason = (
+            cause = FailureReason.NO_PARM_REQ
+            detail = (
                 "no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init "
                 f"({self.config.slac_init_timeout:g} s)"
             )
         else:
-            reason = (
+            about = self._last_failure or self._last_other_end
+            cause = about.reason if about is not None else FailureReason.NO_MATCH_REQ
+            detail = (
                 f"no match: {self._runs_started} runs of {len(self._evs)} EVs ended without "
                 "one, and no EV may start another (TT_EVSE_SLAC_init, TT_matching_repetition "
                 "or C_conn_max_match)"
             )
-            if self._last_failure:
-                reason += f"; last failure: {self._last_failure}"
+            if self._last_failure is not None:
+                detail += f"; last failure: {self._last_failure.detail}"
         self.state = EvseState.FAILED
-        self.log.warning("matching failed after %.1f s: %s", now - self._started_at, reason)
-        self._events.append(MatchingFailed(reason, self._runs_started))
+        self.log.warning("matching failed after %.1f s: %s", now - self._started_at, detail)
+        self._emit(
+            MatchingFailed(
+                cause,
+                self._runs_started,
+                detail,
+                about.attenuation if about is not None else None,
+                about.ev_mac if about is not None else None,
+            )
+        )
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -1442,13 +1522,6 @@ class EvseMatcher:
         return None
 
     # --- helpers --------------------------------------------------------------------------------
-
-    def _send(
-        self,
-        dst: MacAddress,
-        message: Union[SlacParmCnf, AttenCharInd, SlacMatchCnf, ValidateCnf, AmpMapCnf],
-    ) -> None:
-        self._outgoing.append(Outgoing(dst, message))
 
     def _log_run(self, level: int, run: EvRun, msg: str, *args: object) -> None:
         """A line about one run: "EV <mac>, RunID <hex>: ...", with both as record fields."""
@@ -1566,8 +1639,9 @@ CP_STATES = "ABCDEF"
 
 
 def parse_cp_state(state: str) -> str:
-    """The control-pilot letter of "A".."F", "B1", "c2", ...; ValueError otherwise."""
+    """The control-pilot letter of "A".."F", "B1", "c2", ...; :class:`CpStateError` (a
+    ValueError) otherwise."""
     text = state.strip().upper() if isinstance(state, str) else ""
     if not text or text[0] not in CP_STATES or not (len(text) == 1 or text[1:].isdigit()):
-        raise ValueError(f"not a control-pilot state: {state!r} (expected A to F, e.g. B or C2)")
+        raise CpStateError(f"not a control-pilot state: {state!r} (expected A to F, e.g. B or C2)")
     return text[0]

@@ -39,15 +39,43 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Optional, Protocol, Union
 
 from slac import enums
 from slac.enums import PLC_LOCAL_MAC
-from slac.errors import ModemError, ModemTimeoutError
-from slac.fsm.events import Outgoing
+from slac.fsm.base import Log, Machine
+from slac.fsm.events import (
+    KeyFailure,
+    KeyNotSet,
+    KeySet,
+    LinkLoss,
+    LinkLost,
+    LinkStatus,
+    LinkUp,
+    ModemEvent,
+    ModemFound,
+    SupervisionOff,
+)
 from slac.messages import Frame, SetKeyCnf, SetKeyReq, VsPlLinkStatusCnf, VsPlLinkStatusReq
 from slac.utils import MacAddress
+
+__all__ = [
+    "LINK_DOWN_ANSWERS",
+    "MODEM_ANSWERS",
+    "KeyFailure",
+    "KeyNotSet",
+    "KeySet",
+    "LinkLoss",
+    "LinkLost",
+    "LinkStatus",
+    "LinkUp",
+    "ModemConfig",
+    "ModemEvent",
+    "ModemFound",
+    "ModemMachine",
+    "ModemSettings",
+    "SupervisionOff",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +84,6 @@ LINK_DOWN_ANSWERS = 2
 #: the modem's answers to the host's requests: for this machine, never for a matcher
 MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf)
 _LOCAL_MODEM = MacAddress(PLC_LOCAL_MAC)
-
-Log = Union[logging.Logger, "logging.LoggerAdapter[logging.Logger]"]
 
 
 class ModemConfig(Protocol):
@@ -94,91 +120,8 @@ class ModemSettings:
     link_check_max_unanswered: int = 0
 
 
-# --- events ------------------------------------------------------------------------------------
-
-
-class KeyFailure(Enum):
-    NO_ANSWER = "no CM_SET_KEY.CNF"
-    REFUSED = "CM_SET_KEY.CNF with a Result that is not success"
-
-
-@dataclass(frozen=True)
-class KeySet:
-    """The modem confirmed the key: it is in (or forms) the logical network of this NMK."""
-
-    nmk: bytes = field(repr=False)
-    nid: bytes
-    attempts: int
-
-
-@dataclass(frozen=True)
-class KeyNotSet:
-    """The modem did not take the key. Which key it holds now is not known."""
-
-    failure: KeyFailure
-    attempts: int
-    #: the waits for CM_SET_KEY.CNF added up (seconds)
-    waited: float
-    result: Optional[int] = None
-    accepted: tuple[int, ...] = ()
-
-    def error(self, interface: str) -> ModemError:
-        """The exception a driver raises for this, in plain words."""
-        if self.failure is KeyFailure.NO_ANSWER:
-            return ModemTimeoutError(
-                f"the modem on {interface} did not answer CM_SET_KEY.REQ "
-                f"({self.attempts} attempts, {self.waited:.1f} s); check that the GreenPHY "
-                "modem is connected and powered"
-            )
-        ok = ", ".join(str(v) for v in self.accepted)
-        return ModemError(
-            f"the modem on {interface} refused the key: CM_SET_KEY.CNF "
-            f"Result {self.result} (accepted: {ok}; set SET_KEY_RESULT_OK if "
-            "this modem reports success differently)"
-        )
-
-
-@dataclass(frozen=True)
-class ModemFound:
-    """The modem's own MAC address, learned from an answer (first time, or changed)."""
-
-    mac: MacAddress
-
-
-@dataclass(frozen=True)
-class LinkStatus:
-    """What the modem reported (VS_PL_LINK_STATUS.CNF); None: a query went unanswered."""
-
-    linked: Optional[bool]
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    """Supervision saw the link up for the first time since it started."""
-
-
-class LinkLoss(Enum):
-    NOT_JOINED = "not joined"
-    LINK_DOWN = "link down"
-    MODEM_SILENT = "modem silent"
-
-
-@dataclass(frozen=True)
-class LinkLost:
-    """Supervision decided that the link to the EV is lost; it has stopped."""
-
-    loss: LinkLoss
-    reason: str
-
-
-@dataclass(frozen=True)
-class SupervisionOff:
-    """Supervision stopped without a verdict (the modem never answered VS_PL_LINK_STATUS)."""
-
-    reason: str
-
-
-ModemEvent = Union[KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost, SupervisionOff]
+# --- events: in slac.fsm.events (KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost,
+# SupervisionOff; the enums KeyFailure and LinkLoss) -------------------------------------------
 
 
 # --- the machine -------------------------------------------------------------------------------
@@ -208,7 +151,7 @@ class _Supervision:
     unanswered: int = 0
 
 
-class ModemMachine:
+class ModemMachine(Machine[ModemEvent]):
     """The host's requests to its own modem, without I/O.
 
     ``host_mac`` is this host's MAC (the modem answers to it); ``config`` is read at each
@@ -216,6 +159,7 @@ class ModemMachine:
     """
 
     def __init__(self, host_mac: bytes, config: ModemConfig, *, log: Optional[Log] = None):
+        super().__init__()
         self.host_mac = MacAddress(host_mac)
         self.config = config
         self.log: Log = log or logger
@@ -226,18 +170,8 @@ class ModemMachine:
         #: a VS_PL_LINK_STATUS.REQ went out and its answer has not come
         self._poll_out = False
         self._query_deadline: Optional[float] = None
-        self._outgoing: list[Outgoing] = []
-        self._events: list[ModemEvent] = []
 
-    # --- outputs ------------------------------------------------------------------------------
-
-    def frames_to_send(self) -> list[Outgoing]:
-        out, self._outgoing = self._outgoing, []
-        return out
-
-    def events(self) -> list[ModemEvent]:
-        out, self._events = self._events, []
-        return out
+    # --- outputs (frames_to_send and events: Machine) ---------------------------------------
 
     @property
     def deadline(self) -> Optional[float]:
@@ -277,7 +211,7 @@ class ModemMachine:
             wait=wait,
             deadline=now + wait,
         )
-        self._send(self._key.request)
+        self._to_modem(self._key.request)
 
     def abort_key(self) -> None:
         """Forget the pending CM_SET_KEY.REQ (its driver gave up): no event follows."""
@@ -328,7 +262,7 @@ class ModemMachine:
             self._set_key_timeout(key, now)
         if self._query_deadline is not None and now >= self._query_deadline:
             self._query_deadline = None
-            self._events.append(LinkStatus(None))
+            self._emit(LinkStatus(None))
         supervision = self._supervision
         if supervision is not None and now >= supervision.next_poll:
             self._poll_due(supervision, now)
@@ -345,12 +279,12 @@ class ModemMachine:
         )
         if key.attempt >= key.attempts:
             self._key = None
-            self._events.append(KeyNotSet(KeyFailure.NO_ANSWER, key.attempts, key.waited))
+            self._emit(KeyNotSet(KeyFailure.NO_ANSWER, key.attempts, key.waited))
             return
         key.attempt += 1
         key.wait *= 2
         key.deadline = now + key.wait
-        self._send(key.request)
+        self._to_modem(key.request)
 
     def _on_set_key_cnf(self, frame: Frame, message: SetKeyCnf, now: float) -> None:
         key = self._key
@@ -361,9 +295,9 @@ class ModemMachine:
         self._key = None
         accepted = tuple(self.config.set_key_result_ok)
         if message.result in accepted:
-            self._events.append(KeySet(key.nmk, key.nid, key.attempt))
+            self._emit(KeySet(key.nmk, key.nid, key.attempt))
         else:
-            self._events.append(
+            self._emit(
                 KeyNotSet(KeyFailure.REFUSED, key.attempt, key.waited, message.result, accepted)
             )
 
@@ -371,7 +305,7 @@ class ModemMachine:
 
     def _poll(self) -> None:
         self._poll_out = True
-        self._send(VsPlLinkStatusReq())
+        self._to_modem(VsPlLinkStatusReq())
 
     def _poll_due(self, sup: _Supervision, now: float) -> None:
         if self._poll_out:  # the last poll went unanswered: not "link down", counted apart
@@ -394,7 +328,7 @@ class ModemMachine:
                 reason = "the modem does not answer VS_PL_LINK_STATUS: link supervision off"
                 self.log.warning("%s", reason)
                 self._supervision = None
-                self._events.append(SupervisionOff(reason))
+                self._emit(SupervisionOff(reason))
                 return
             self._lost(LinkLoss.NOT_JOINED, "the EV did not join within TT_match_join")
             return
@@ -409,7 +343,7 @@ class ModemMachine:
         self._learn(frame.src)
         linked = message.linked
         self._query_deadline = None
-        self._events.append(LinkStatus(linked))
+        self._emit(LinkStatus(linked))
         sup = self._supervision
         if sup is None:
             return
@@ -423,7 +357,7 @@ class ModemMachine:
         if linked:
             if not sup.up:
                 self.log.info("link to the EV is up")
-                self._events.append(LinkUp())
+                self._emit(LinkUp())
             sup.up = True
             sup.down = 0
             return
@@ -441,7 +375,7 @@ class ModemMachine:
     def _lost(self, loss: LinkLoss, reason: str) -> None:
         self._supervision = None
         self.log.warning("link to the EV lost: %s", reason)
-        self._events.append(LinkLost(loss, reason))
+        self._emit(LinkLost(loss, reason))
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -457,7 +391,7 @@ class ModemMachine:
         else:
             self.log.info("the modem's address changed from %s to %s", self.modem_mac, mac)
         self.modem_mac = mac
-        self._events.append(ModemFound(mac))
+        self._emit(ModemFound(mac))
 
-    def _send(self, message: Union[SetKeyReq, VsPlLinkStatusReq]) -> None:
-        self._outgoing.append(Outgoing(_LOCAL_MODEM, message))
+    def _to_modem(self, message: Union[SetKeyReq, VsPlLinkStatusReq]) -> None:
+        self._send(_LOCAL_MODEM, message)

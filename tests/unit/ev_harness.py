@@ -1,5 +1,6 @@
 """A hand-moved clock around :class:`slac.fsm.ev.EvMatcher`; every frame goes through the
-real codec (``to_frame`` then ``decode_frame``), as it would on the wire."""
+real codec (``to_frame`` then ``decode_frame``), as it would on the wire: the shared
+:class:`slac.testing.clock.MachineClock`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from slac.fsm.ev import EvConfig, EvMatcher
 from slac.fsm.events import Outgoing
 from slac.messages import (
     AttenCharInd,
-    Message,
     SlacMatchCnf,
     SlacParmCnf,
-    decode_frame,
 )
+from slac.testing.clock import MachineClock
 from slac.utils import MacAddress, nid_from_nmk
 
 EV = MacAddress("02:00:00:00:0e:01")
@@ -23,45 +23,28 @@ NMK = bytes(range(16))
 NID = nid_from_nmk(NMK)
 
 
-class EvHarness:
+class EvHarness(MachineClock[EvMatcher]):
+    slack = 1e-9
+
     def __init__(self, config: Optional[EvConfig] = None) -> None:
         self.ids = iter(bytes([i]) * 8 for i in range(1, 250))
-        self.m = EvMatcher(EV, config, run_id_source=lambda: next(self.ids))
-        self.now = 0.0
-        self.sent: list[tuple[float, Outgoing]] = []
-        self.events: list[object] = []
+        super().__init__(EvMatcher(EV, config, run_id_source=lambda: next(self.ids)), EV)
+        self.m = self.machine
         self.m.start(self.now)
-        self._collect()
+        self.collect()
 
-    def _collect(self) -> None:
-        self.sent += [(self.now, o) for o in self.m.frames_to_send()]
-        self.events += self.m.events()
-
-    def feed(self, message: Message, src: MacAddress, dst: MacAddress = EV) -> None:
-        self.feed_raw(message.to_frame(dst, src))
+    @property
+    def sent(self) -> list[tuple[float, Outgoing]]:
+        return self.sent_at
 
     def feed_raw(self, data: bytes) -> None:
-        self.m.receive_frame(decode_frame(data), self.now)
-        self._collect()
-
-    def advance(self, seconds: float) -> None:
-        self.advance_to(self.now + seconds)
-
-    def advance_to(self, target: float) -> None:
-        while self.m.deadline is not None and self.m.deadline <= target + 1e-9:
-            self.now = max(self.now, self.m.deadline)
-            self.m.handle_timer(self.now)
-            self._collect()
-        self.now = target
+        self.feed_bytes(data)
 
     def of(self, kind: type) -> list[tuple[float, Outgoing]]:
         return [(t, o) for t, o in self.sent if isinstance(o.message, kind)]
 
     def times(self, kind: type) -> list[float]:
         return [t for t, _ in self.of(kind)]
-
-    def events_of(self, kind: type) -> list[object]:
-        return [e for e in self.events if isinstance(e, kind)]
 
     def parm_cnf(self, evse: MacAddress) -> None:
         self.feed(SlacParmCnf(forwarding_sta=EV, run_id=self.m.run_id), evse)

@@ -1,9 +1,10 @@
-"""Drive an EvseMatcher with a hand-moved clock (no sockets, no sleeps)."""
+"""Drive an EvseMatcher with a hand-moved clock (no sockets, no sleeps): the shared
+:class:`slac.testing.clock.MachineClock`, with the EV's side step by step."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, TypeVar
+from typing import Optional
 
 from slac.environment import Config
 from slac.fsm.events import Event, Outgoing
@@ -11,17 +12,14 @@ from slac.fsm.evse import EvseMatcher, RunState
 from slac.messages import (
     AttenCharRsp,
     AttenProfileInd,
-    Frame,
     Message,
     MnbcSoundInd,
     SlacMatchReq,
     SlacParmReq,
     StartAttenCharInd,
-    decode_frame,
 )
+from slac.testing.clock import MachineClock
 from slac.utils import MacAddress
-
-E = TypeVar("E")
 
 EVSE_MAC = MacAddress("02:00:00:00:ee:01")
 MODEM_MAC = MacAddress("00:b0:52:00:ee:01")
@@ -34,54 +32,35 @@ def ev_mac(n: int) -> MacAddress:
     return MacAddress(bytes([0x02, 0, 0, 0, 0x10, n]))
 
 
-class Harness:
+class Harness(MachineClock[EvseMatcher]):
     """A matcher, a clock, and everything it sent and reported."""
 
     def __init__(
         self, config: Optional[Config] = None, start: bool = True, known_modem: bool = True
     ) -> None:
         self.config = config or Config()
-        self.matcher = EvseMatcher(EVSE_MAC, NMK, NID, self.config)
+        super().__init__(EvseMatcher(EVSE_MAC, NMK, NID, self.config), EVSE_MAC, now=1000.0)
+        self.matcher = self.machine
         if known_modem:  # as SlacEvseSession sets it from the modem's answers
             self.matcher.modem_mac = MODEM_MAC
-        self.now = 1000.0
-        self.sent: list[Outgoing] = []
-        self.all_events: list[Event] = []
-        #: (time, frame or event) in order, for checks of when something happened
-        self.timeline: list[tuple[float, object]] = []
         if start:
             assert self.matcher.cp_state_changed("B", self.now)
             self.matcher.start(self.now)
-            self._collect()
+            self.collect()
 
-    def _collect(self) -> None:
-        sent, events = self.matcher.frames_to_send(), self.matcher.events()
-        self.sent.extend(sent)
-        self.all_events.extend(events)
-        self.timeline.extend((self.now, item) for item in [*sent, *events])
+    @property
+    def sent(self) -> list[Outgoing]:
+        return [item for _, item in self.sent_at]
 
-    def when(self, kind: type, dst: Optional[MacAddress] = None) -> list[float]:
-        """When each frame (by message type, to ``dst``) or event of this type came out."""
-        times = []
-        for at, item in self.timeline:
-            if isinstance(item, Outgoing):
-                if isinstance(item.message, kind) and (dst is None or item.dst == dst):
-                    times.append(at)
-            elif isinstance(item, kind):
-                times.append(at)
-        return times
+    @property
+    def all_events(self) -> list[Event]:
+        return self.events
 
-    def feed(self, message: Message, src: MacAddress, dst: MacAddress = EVSE_MAC) -> list[Outgoing]:
+    def feed(
+        self, message: Message, src: MacAddress, dst: Optional[MacAddress] = EVSE_MAC
+    ) -> list[Outgoing]:
         """Deliver a frame now (through the real codec, as the socket would)."""
-        return self.feed_bytes(message.to_frame(dst, src))
-
-    def feed_bytes(self, data: bytes) -> list[Outgoing]:
-        """Deliver the bytes of a whole frame now (decoded by the real codec)."""
-        before = len(self.sent)
-        frame: Frame = decode_frame(data)
-        self.matcher.receive_frame(frame, self.now)
-        self._collect()
-        return self.sent[before:]
+        return super().feed(message, src, dst)
 
     def feed_with_header(
         self,
@@ -100,31 +79,12 @@ class Harness:
             data[17] = fmi
         return self.feed_bytes(bytes(data))
 
-    def advance(self, seconds: float) -> list[Outgoing]:
-        """Move the clock, firing every deadline on the way, in order."""
-        before = len(self.sent)
-        target = self.now + seconds
-        while self.matcher.deadline is not None and self.matcher.deadline <= target:
-            self.now = max(self.now, self.matcher.deadline)
-            self.matcher.handle_timer(self.now)
-            self._collect()
-        self.now = target
-        return self.sent[before:]
-
     def cp(self, state: str) -> bool:
         starts = self.matcher.cp_state_changed(state, self.now)
         if starts:
             self.matcher.start(self.now)
-        self._collect()
+        self.collect()
         return starts
-
-    def events_of(self, kind: type[E]) -> list[E]:
-        return [e for e in self.all_events if isinstance(e, kind)]
-
-    def sent_of(self, kind: type, dst: Optional[MacAddress] = None) -> list[Outgoing]:
-        return [
-            o for o in self.sent if isinstance(o.message, kind) and (dst is None or o.dst == dst)
-        ]
 
     # --- an EV's side, step by step -------------------------------------------------------
 

@@ -13,6 +13,7 @@ from slac.fsm.ev import (
     EvseChosen,
     EvState,
 )
+from slac.fsm.events import FailureReason
 from slac.messages import (
     AttenCharRsp,
     MnbcSoundInd,
@@ -32,7 +33,9 @@ def test_parm_req_is_broadcast_and_resent_then_the_attempt_fails() -> None:
     requests = h.of(SlacParmReq)
     assert [t for t, _ in requests] == pytest.approx([0.0, 0.2, 0.4])
     assert all(o.dst == BROADCAST for _, o in requests)
-    assert h.events[-1] == EvMatchingFailed("no CM_SLAC_PARM.CNF from any EVSE", 1)
+    assert h.events[-1] == EvMatchingFailed(
+        FailureReason.NO_PARM_CNF, 1, "no CM_SLAC_PARM.CNF from any EVSE"
+    )
 
 
 def test_sounding_follows_the_confirmations_batch_interval_apart() -> None:
@@ -89,7 +92,7 @@ def test_above_the_limit_the_attempt_fails_and_a_new_run_id_follows() -> None:
     h.advance(0.5)
     h.atten_char(EVSES[0], 55)
     failed = [e for e in h.events if isinstance(e, EvAttemptFailed)]
-    assert "above the attenuation limit" in failed[0].reason
+    assert "above the attenuation limit" in failed[0].detail
     h.advance(h.m.config.attempt_pause)
     assert h.m.run_id != first
     assert h.of(SlacParmReq)[-1][1].message.run_id == h.m.run_id  # type: ignore[attr-defined]
@@ -157,7 +160,7 @@ def test_choice_first_with_none_under_the_limit_fails_the_attempt() -> None:
     h.advance(0.5)
     h.atten_char(EVSES[0], 55)
     assert isinstance(h.events[-1], EvMatchingFailed)
-    assert "above the attenuation limit" in h.events[-1].reason
+    assert "above the attenuation limit" in h.events[-1].detail
 
 
 def test_choice_must_be_lowest_or_first() -> None:

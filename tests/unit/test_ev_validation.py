@@ -24,6 +24,7 @@ from slac.fsm.ev import (
     EvseChosen,
     EvState,
 )
+from slac.fsm.events import FailureReason
 from slac.messages import (
     AttenCharInd,
     AttenCharRsp,
@@ -99,7 +100,7 @@ def test_invalid_parm_cnf_is_ignored_and_no_sounding_follows(fields: dict[str, A
     assert h.times(SlacParmReq) == pytest.approx([0.0, 0.2, 0.4])
     assert h.m.candidates == {}
     assert h.events_of(EvMatchingFailed) == [
-        EvMatchingFailed("no CM_SLAC_PARM.CNF from any EVSE", 1)
+        EvMatchingFailed(FailureReason.NO_PARM_CNF, 1, "no CM_SLAC_PARM.CNF from any EVSE")
     ]
 
 
@@ -142,7 +143,9 @@ def test_parm_req_three_times_then_silence_then_the_next_attempt_with_a_new_run_
     assert second[0][1] != first[0][1]
     assert [t - second[0][0] for t, _ in second] == pytest.approx([0.0, 0.2, 0.4])
     failed = h.events_of(EvAttemptFailed)
-    assert failed[0] == EvAttemptFailed(1, "no CM_SLAC_PARM.CNF from any EVSE")
+    assert failed[0] == EvAttemptFailed(
+        1, FailureReason.NO_PARM_CNF, "no CM_SLAC_PARM.CNF from any EVSE"
+    )
 
 
 def test_attempts_repeat_while_tt_matching_repetition_runs_then_silence() -> None:
@@ -160,7 +163,9 @@ def test_attempts_repeat_while_tt_matching_repetition_runs_then_silence() -> Non
     assert starts[-1] + (starts[1] - starts[0]) >= enums.TT_MATCHING_REPETITION - 1e-9
     assert len({a[0][1] for a in attempts}) == len(attempts)  # a new RunID every time
     (failed,) = h.events_of(EvMatchingFailed)
-    assert failed == EvMatchingFailed("no CM_SLAC_PARM.CNF from any EVSE", len(attempts))
+    assert failed == EvMatchingFailed(
+        FailureReason.NO_PARM_CNF, len(attempts), "no CM_SLAC_PARM.CNF from any EVSE"
+    )
     assert h.m.state is EvState.FAILED and h.m.deadline is None
 
 
@@ -209,7 +214,9 @@ def test_invalid_atten_char_gets_no_rsp_and_is_not_counted(fields: dict[str, Any
     h.advance(2.0)
     assert h.of(SlacMatchReq) == []
     assert h.events_of(EvMatchingFailed) == [
-        EvMatchingFailed("no CM_ATTEN_CHAR.IND within TT_EV_atten_results", 1)
+        EvMatchingFailed(
+            FailureReason.NO_ATTEN_CHAR_IND, 1, "no CM_ATTEN_CHAR.IND within TT_EV_atten_results"
+        )
     ]
 
 
@@ -314,7 +321,9 @@ def test_invalid_match_cnf_is_ignored_the_req_resent_and_no_key_used(
     assert [t - requests[0] for t in requests] == pytest.approx([0.0, 0.2, 0.4])
     assert h.events_of(EvMatched) == [] and h.m.result is None
     assert h.events_of(EvMatchingFailed) == [
-        EvMatchingFailed("no valid CM_SLAC_MATCH.CNF from the chosen EVSE", 1)
+        EvMatchingFailed(
+            FailureReason.NO_MATCH_CNF, 1, "no valid CM_SLAC_MATCH.CNF from the chosen EVSE"
+        )
     ]
 
 
@@ -402,7 +411,7 @@ def test_atten_char_flood_from_many_macs_cannot_be_chosen() -> None:
     h.atten_char(EVSES[0], 20)
     h.advance(1.5)
     (chosen,) = h.events_of(EvseChosen)
-    assert chosen.evse_mac == EVSES[0]  # type: ignore[attr-defined]
+    assert chosen.evse_mac == EVSES[0]
     assert len(h.m._reported) == 1
 
 
@@ -428,7 +437,7 @@ def test_on_a_tie_the_evse_that_confirmed_first_is_chosen() -> None:
     h.atten_char(EVSES[1], 25)
     h.atten_char(EVSES[2], 25)
     (chosen,) = h.events_of(EvseChosen)
-    assert chosen.evse_mac == EVSES[2]  # type: ignore[attr-defined]
+    assert chosen.evse_mac == EVSES[2]
 
 
 def test_with_no_evse_under_the_limit_the_attempt_fails_and_says_why() -> None:
@@ -437,7 +446,8 @@ def test_with_no_evse_under_the_limit_the_attempt_fails_and_says_why() -> None:
     h.atten_char(EVSES[0], 41)
     h.atten_char(EVSES[1], 55)
     (failed,) = h.events_of(EvAttemptFailed)
-    assert failed.reason == (  # type: ignore[attr-defined]
+    assert failed.reason is FailureReason.ABOVE_ATTEN_LIMIT
+    assert failed.detail == (
         "every EVSE is above the attenuation limit of 40 dB "
         f"({EVSES[0]} 41.0 dB, {EVSES[1]} 55.0 dB)"
     )

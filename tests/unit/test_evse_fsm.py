@@ -13,6 +13,7 @@ import pytest
 from slac.environment import Config
 from slac.fsm.events import (
     AttemptFailed,
+    FailureReason,
     Matched,
     MatchingFailed,
     MatchingOngoing,
@@ -88,7 +89,9 @@ def test_new_run_id_from_same_ev_replaces_its_run() -> None:
     (cnf,) = h.parm(EV, new_run)
     assert cnf.message.run_id == new_run  # type: ignore[attr-defined]
     assert list(h.matcher.runs) == [(bytes(EV), new_run)]
-    assert RunEnded(EV, RUN, "the EV started a new run (new RunID)") in h.all_events
+    assert (EV, RUN, FailureReason.EV_STARTED_OVER, "the EV started a new run (new RunID)") in [
+        (e.ev_mac, e.run_id, e.reason, e.detail) for e in h.events_of(RunEnded)
+    ]
 
 
 def test_full_match_hands_out_this_evses_key() -> None:
@@ -181,7 +184,7 @@ def test_no_profiles_in_the_window_ends_the_run() -> None:
     h.feed(MnbcSoundInd(remaining_sounds=9, run_id=RUN), EV, BROADCAST)
     h.advance(0.6)
     assert h.sent_of(AttenCharInd) == []
-    assert h.events_of(RunEnded)[-1].reason.startswith("no CM_ATTEN_PROFILE.IND")
+    assert h.events_of(RunEnded)[-1].detail.startswith("no CM_ATTEN_PROFILE.IND")
 
 
 def test_atten_char_is_resent_every_tt_match_response_then_the_run_ends() -> None:
@@ -195,10 +198,16 @@ def test_atten_char_is_resent_every_tt_match_response_then_the_run_ends() -> Non
     assert len(h.sent_of(AttenCharInd)) == 3
     h.advance(0.2)
     assert len(h.sent_of(AttenCharInd)) == 3
-    assert h.events_of(RunEnded)[-1].reason == "no CM_ATTEN_CHAR.RSP after every resend"
-    assert h.events_of(AttemptFailed)[-1] == AttemptFailed(
-        1, "no CM_ATTEN_CHAR.RSP after every resend", EV
+    assert h.events_of(RunEnded)[-1].detail == "no CM_ATTEN_CHAR.RSP after every resend"
+    failed = h.events_of(AttemptFailed)[-1]
+    assert failed == AttemptFailed(
+        1,
+        FailureReason.NO_ATTEN_CHAR_RSP,
+        "no CM_ATTEN_CHAR.RSP after every resend",
+        EV,
+        failed.attenuation,
     )
+    assert failed.attenuation == 20.0  # what this EVSE measured, carried in the event
     assert h.matcher.state is EvseState.WAITING  # no pause: the next request is answered
 
 
@@ -355,7 +364,8 @@ def test_no_parm_req_within_tt_evse_slac_init_fails_the_plug_in() -> None:
     assert h.matcher.state is EvseState.WAITING
     h.advance(0.1)
     (failed,) = h.events_of(MatchingFailed)
-    assert failed.reason == "no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init (20 s)"
+    assert failed.reason is FailureReason.NO_PARM_REQ
+    assert failed.detail == "no CM_SLAC_PARM.REQ within TT_EVSE_SLAC_init (20 s)"
     assert failed.attempts == 0
     assert h.matcher.state is EvseState.FAILED
     assert h.matcher.deadline is None
@@ -378,7 +388,7 @@ def test_silent_ev_after_parm_cnf_fails_the_attempt_after_tt_match_sequence() ->
     assert h.matcher.runs
     h.advance(0.02)
     assert not h.matcher.runs
-    assert h.events_of(AttemptFailed)[0].reason.startswith("no CM_START_ATTEN_CHAR.IND")
+    assert h.events_of(AttemptFailed)[0].detail.startswith("no CM_START_ATTEN_CHAR.IND")
 
 
 def test_ev_that_chose_another_evse_does_not_use_up_an_attempt() -> None:
@@ -463,7 +473,7 @@ def test_runs_whose_ev_chose_another_evse_make_room_after_tt_ev_atten_results() 
     (cnf,) = h.parm(own, b"\x09" * 8)
     assert cnf.dst == own
     assert len(h.matcher.runs) == 5
-    ended = [e for e in h.events_of(RunEnded) if "chose another EVSE" in e.reason]
+    ended = [e for e in h.events_of(RunEnded) if "chose another EVSE" in e.detail]
     assert [e.ev_mac for e in ended] == [ev_mac(1)]
     h.sounding(own, b"\x09" * 8, [[20] * 58] * 10)
     h.rsp(own, b"\x09" * 8)
@@ -734,7 +744,7 @@ def test_sounds_without_any_start_atten_char_start_nothing_by_default() -> None:
         h.sound(EV, RUN, 9 - i, [25] * 58)
     h.advance(1.0)
     assert h.sent_of(AttenCharInd) == []
-    assert h.events_of(RunEnded)[-1].reason.startswith("no CM_START_ATTEN_CHAR.IND")
+    assert h.events_of(RunEnded)[-1].detail.startswith("no CM_START_ATTEN_CHAR.IND")
 
 
 def test_sounding_without_start_is_an_opt_in_setting() -> None:
@@ -806,7 +816,7 @@ def test_a_new_match_is_stop_then_start_with_fresh_attempts() -> None:
     h.full_match(EV, RUN)
     h.matcher.stop(h.now, "the HLC side asks for a new match")
     h.matcher.start(h.now)
-    h._collect()
+    h.collect()
     assert h.matcher.state is EvseState.WAITING
     assert h.matcher.attempt == 1
     assert h.events_of(MatchingStarted)[-1] == MatchingStarted(1)
@@ -1248,7 +1258,9 @@ def test_a_naive_neighbours_match_req_waits_and_the_own_car_heard_best_gets_the_
     h.advance(0.2)
     assert h.match_req(NEIGHBOUR, nb_run) == []  # its retry: this EVSE is taken
     assert [o.dst for o in h.sent_of(SlacMatchCnf)] == [EV]
-    assert RunEnded(NEIGHBOUR, nb_run, "this EVSE matched another EV") in h.all_events
+    assert (NEIGHBOUR, nb_run, FailureReason.OTHER_EV_MATCHED) in [
+        (e.ev_mac, e.run_id, e.reason) for e in h.events_of(RunEnded)
+    ]
 
 
 @pytest.mark.parametrize("later", [0.0, 0.2, 0.3])

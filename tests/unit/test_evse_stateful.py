@@ -24,8 +24,8 @@ from slac.messages import (
     SlacParmReq,
     StartAttenCharInd,
     ValidateReq,
-    decode_frame,
 )
+from slac.testing.clock import MachineClock
 from slac.utils import MacAddress
 
 EVSE = MacAddress("02:00:00:00:ee:01")
@@ -41,20 +41,20 @@ evs = st.sampled_from(EVS)
 run_ids = st.sampled_from(RUN_IDS)
 
 
-class EvseMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.config = Config(slac_init_timeout=20.0)
-        self.matcher = EvseMatcher(EVSE, NMK, b"\x01" * 7, self.config)
-        self.now = 0.0
+class CheckedClock(MachineClock[EvseMatcher]):
+    """The shared harness, checking every frame as it comes out."""
+
+    def __init__(self, matcher: EvseMatcher) -> None:
+        super().__init__(matcher, EVSE)
         self.sounded: set[tuple[bytes, bytes]] = set()  # (EV, RunID) sent CM_ATTEN_CHAR.IND
         #: every NMK handed out, and the EVs that got it (across plug-ins)
         self.key_holders: dict[bytes, set[bytes]] = {}
         self.started_at: Optional[float] = None
-        self.keys = 0
 
-    def _collect(self) -> None:
-        for out in self.matcher.frames_to_send():
+    def collect(self) -> None:
+        sent, events = len(self.sent_at), len(self.events)
+        super().collect()
+        for _, out in self.sent_at[sent:]:
             message = out.message
             if isinstance(message, AttenCharInd):
                 self.sounded.add((bytes(out.dst), message.run_id))
@@ -64,33 +64,48 @@ class EvseMachine(RuleBasedStateMachine):
                 assert (bytes(out.dst), message.run_id) in self.sounded
                 assert message.pev_mac == out.dst
                 self.key_holders.setdefault(message.nmk, set()).add(bytes(out.dst))
-        for event in self.matcher.events():
+        for event in self.events[events:]:
             if isinstance(event, MatchingStarted):
                 self.started_at = self.now
                 self.sounded.clear()
+
+
+class EvseMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = Config(slac_init_timeout=20.0)
+        self.matcher = EvseMatcher(EVSE, NMK, b"\x01" * 7, self.config)
+        self.clock = CheckedClock(self.matcher)
+        self.keys = 0
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    @property
+    def key_holders(self) -> dict[bytes, set[bytes]]:
+        return self.clock.key_holders
+
+    @property
+    def started_at(self) -> Optional[float]:
+        return self.clock.started_at
 
     def _feed(
         self, message: Message, src: MacAddress, dst: MacAddress = EVSE, fmi: int = 0
     ) -> None:
         data = bytearray(message.to_frame(dst, src))
         data[17] = fmi
-        self.matcher.receive_frame(decode_frame(bytes(data)), self.now)
-        self._collect()
+        self.clock.feed_bytes(bytes(data))
 
     @rule(state=st.sampled_from(["A", "B", "C", "D", "E", "F", "B2"]))
     def cp(self, state: str) -> None:
         if self.matcher.cp_state_changed(state, self.now):
             self.matcher.start(self.now)
-        self._collect()
+        self.clock.collect()
 
     @rule(seconds=st.sampled_from([0.001, 0.02, 0.19, 0.21, 0.6, 1.0, 10.0, 25.0]))
     def time_passes(self, seconds: float) -> None:
-        target = self.now + seconds
-        while self.matcher.deadline is not None and self.matcher.deadline <= target:
-            self.now = max(self.now, self.matcher.deadline)
-            self.matcher.handle_timer(self.now)
-            self._collect()
-        self.now = target
+        self.clock.advance(seconds)
 
     @rule(
         ev=evs,

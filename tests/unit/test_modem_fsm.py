@@ -13,6 +13,7 @@ import pytest
 
 from slac import Config, ModemError, ModemTimeoutError
 from slac.enums import PLC_LOCAL_MAC
+from slac.fsm.base import Outgoing
 from slac.fsm.modem import (
     KeyFailure,
     KeyNotSet,
@@ -36,6 +37,7 @@ from slac.messages import (
     VsPlLinkStatusReq,
     decode_frame,
 )
+from slac.testing.clock import MachineClock
 from slac.utils import MacAddress
 
 HOST = MacAddress("02:00:00:00:ee:01")
@@ -48,33 +50,22 @@ def frame(message: Message, src: MacAddress = MODEM, dst: MacAddress = HOST) -> 
     return decode_frame(message.to_frame(dst, src))
 
 
-class Driver:
+class Driver(MachineClock[ModemMachine]):
     """The machine, a clock and what came out of it."""
 
     def __init__(self, config: Optional[Config] = None, /, **settings: object) -> None:
         values: dict[str, object] = {"set_key_timeout": 1.0, "set_key_retries": 2}
         values.update(settings)
-        self.machine = ModemMachine(HOST, config or Config(**values))  # type: ignore[arg-type]
-        self.now = 0.0
-        self.sent: list[tuple[float, Message]] = []
-        self.events: list[ModemEvent] = []
+        super().__init__(ModemMachine(HOST, config or Config(**values)), HOST)  # type: ignore[arg-type]
 
-    def collect(self) -> None:
-        for item in self.machine.frames_to_send():
-            assert item.dst == PLC_LOCAL_MAC  # every request goes to the local modem
-            self.sent.append((self.now, item.message))
-        self.events.extend(self.machine.events())
+    @property
+    def sent(self) -> list[tuple[float, Message]]:
+        assert all(o.dst == PLC_LOCAL_MAC for _, o in self.sent_at)  # all to the local modem
+        return [(t, o.message) for t, o in self.sent_at]
 
-    def advance(self, until: float) -> None:
+    def advance(self, until: float) -> list[Outgoing]:
         """Move the clock to ``until``, firing every deadline on the way, as a driver does."""
-        while True:
-            deadline = self.machine.deadline
-            if deadline is None or deadline > until:
-                break
-            self.now = deadline
-            self.machine.handle_timer(self.now)
-            self.collect()
-        self.now = until
+        return self.advance_to(until)
 
     def receive(self, message: Message, src: MacAddress = MODEM, dst: MacAddress = HOST) -> bool:
         handled = self.machine.receive_frame(frame(message, src, dst), self.now)
@@ -89,7 +80,7 @@ class Driver:
         return [t for t, m in self.sent if isinstance(m, VsPlLinkStatusReq)]
 
     def of(self, kind: type) -> list[ModemEvent]:
-        return [e for e in self.events if isinstance(e, kind)]
+        return self.events_of(kind)
 
 
 # --- CM_SET_KEY ----------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_the_evses_of_one_service_share_one_station_view() -> None:
 
     def factory(evse_id: str, iface: str, config: Config) -> SlacEvseSession:
         if evse_id == "C":
-            return SlacEvseSession(evse_id, iface, config, station=own)
+            return SlacEvseSession(evse_id, iface, config, station_view=own)
         return service_session(evse_id, iface, config)
 
     service = EvseService(
@@ -78,5 +78,5 @@ def test_the_evses_of_one_service_share_one_station_view() -> None:
         session_factory=factory,
     )
     a, b, c = (service.sessions[k] for k in "ABC")
-    assert a.station is service.station and b.station is service.station
-    assert c.station is own
+    assert a.station_view is service.station and b.station_view is service.station
+    assert c.station_view is own

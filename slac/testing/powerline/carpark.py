@@ -433,7 +433,7 @@ class _Evse(_Host):
             nid_from_nmk(nmk),
             self.config,
             log=_SimLog(park, self.name, EVSE),
-            station=park.station_of(index),
+            station_view=park.station_of(index),
         )
         self.car: Optional[_Car] = None
         self.plug_in: Optional[PlugIn] = None
