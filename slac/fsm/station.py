@@ -288,7 +288,7 @@ class EvseStation(_Host[EvseMatcher]):
         if letter in "AEF" and self.terminated:
             self.terminated = False
             self.log.info("control pilot %s: the next B, C or D may match again", letter)
-        starts = self.matcher.cp_state_changed(letter, now) and not self.terminated
+        starts = self.matcher.cp_state_changed(letter, now)
         self._pump(now)
         if starts:
             return CpAction.START
