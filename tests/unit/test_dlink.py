@@ -133,7 +133,7 @@ def test_error_without_an_ev_plugged_in_changes_nothing() -> None:
     assert evse.machine.counters.dlink == {}
 
 
-# --- D-LINK_PAUSE and resume -----------------------------------------------------------------------
+# --- D-LINK_PAUSE and resume ---
 
 
 def test_pause_stays_matched_keeps_the_key_and_stops_link_supervision() -> None:
@@ -200,11 +200,11 @@ def test_pause_while_not_matched_and_resume_while_not_paused_are_ignored() -> No
 
 def test_unknown_command_is_a_value_error() -> None:
     pair = Pairing()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sleep"):
         pair.evse().machine.dlink("sleep", 0.0)  # type: ignore[arg-type]
 
 
-# --- failure reasons and counters --------------------------------------------------------------------
+# --- failure reasons and counters ---
 
 
 def test_no_cm_slac_parm_req_is_counted_by_its_reason() -> None:
