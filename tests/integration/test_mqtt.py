@@ -321,7 +321,16 @@ async def test_dlink_over_mqtt_and_the_retained_stats_topic(tmp_path: Path, brok
             assert 15.0 <= matched["attenuation"] <= 25.0, matched
             assert matched["reason"] is None and matched["paused"] is False
 
-            await publish(broker.port, f"site1/{evse_id}/dlink", "pause")
+            # as the operator guide shows it, with Mosquitto's own client
+            await mosquitto_client(
+                "mosquitto_pub",
+                "-p",
+                str(broker.port),
+                "-t",
+                f"site1/{evse_id}/dlink",
+                "-m",
+                "pause",
+            )
             await publish(broker.port, f"site1/{evse_id}/dlink", "nap")  # ignored, logged
             await retained_when(
                 broker.port, f"site1/{evse_id}/stats", lambda d: d["dlink"] == {"pause": 1}
@@ -341,7 +350,21 @@ async def test_dlink_over_mqtt_and_the_retained_stats_topic(tmp_path: Path, brok
         stats = await retained_when(
             broker.port, f"site1/{evse_id}/stats", lambda d: d["matches"] == 2
         )
+        line = await mosquitto_client(
+            "mosquitto_sub",
+            "-p",
+            str(broker.port),
+            "-t",
+            "site1/+/stats",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        )
         log = cmd.log_text()
+    topic, _, payload = line.partition(" ")
+    assert topic == f"site1/{evse_id}/stats" and json.loads(payload)["matches"] == 2
     assert stats["evse_id"] == evse_id and stats["timestamp"] > 0
     assert stats["dlink"] == {"error": 1, "pause": 1, "terminate": 1}, stats
     assert stats["failures"] == {} and stats["links_lost"] == {}, stats

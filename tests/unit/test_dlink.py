@@ -307,3 +307,11 @@ def test_an_ev_that_never_joins_is_counted_as_not_joined_within_tt_match_join() 
     (lost,) = evse.events_of(LinkLost)
     assert lost.loss.failure is FailureReason.NOT_JOINED
     assert evse.machine.counters.links_lost == {"not_joined": 1}
+
+
+def test_the_protocol_page_lists_every_failure_reason_by_its_json_name() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    missing = [r for r in FailureReason if f"`{reason_key(r)}`" not in page]
+    assert not missing, missing
