@@ -317,3 +317,42 @@ def test_the_protocol_page_lists_every_failure_reason_by_its_json_name() -> None
     page = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     missing = [r for r in FailureReason if f"`{reason_key(r)}`" not in page]
     assert not missing, missing
+
+
+# --- slac evse: stdin lines and the status report ---
+
+
+def test_stdin_lines_name_an_evse_a_cp_state_or_a_dlink_command() -> None:
+    from slac.app.service import parse_stdin_line
+
+    assert parse_stdin_line("DE*SWT*E1 dlink terminate") == (
+        "DE*SWT*E1",
+        "",
+        DlinkCommand.TERMINATE,
+    )
+    assert parse_stdin_line("dlink PAUSE") == (None, "", DlinkCommand.PAUSE)
+    assert parse_stdin_line("DE*SWT*E1 B") == ("DE*SWT*E1", "B", None)
+    assert parse_stdin_line("C") == (None, "C", None)
+    with pytest.raises(ValueError, match="no D-LINK command 'sleep'"):
+        parse_stdin_line("DE*SWT*E1 dlink sleep")
+
+
+def test_the_status_report_says_the_reason_and_the_attenuation_of_a_failure() -> None:
+    from slac.app.service import StateReport
+    from slac.session import SlacEvseSession
+    from slac.utils import MacAddress
+
+    session = SlacEvseSession("DE*TST*E1", "eth9")
+    session.state = SessionState.FAILED
+    session.last_failure = MatchingFailed(
+        FailureReason.EV_CHOSE_ANOTHER_EVSE,
+        2,
+        "no CM_SLAC_MATCH.REQ",
+        31.26,
+        MacAddress(b"\x02" * 6),
+    )
+    data = StateReport.of(session).to_dict()
+    assert data["state"] == "failed" and data["reason"] == "ev_chose_another_evse"
+    assert data["attenuation"] == 31.3 and data["detail"] == "no CM_SLAC_MATCH.REQ"
+    session.state = SessionState.MATCHING  # a new plug-in: the old failure is not news
+    assert StateReport.of(session).to_dict()["reason"] is None
