@@ -37,7 +37,7 @@ class QuietController(SlacSessionController):
     async def enable_hlc_charging(self, evse_id: str) -> None:
         self.hlc.set()
 
-    async def notify_matching_ongoing(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
         pass
 
     async def notify_matched(self, evse_id: str, result: object) -> None:

@@ -24,7 +24,7 @@ class Recorder(SlacSessionController):
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
         self.matched[evse_id] = result
 
-    async def notify_link_lost(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_link_lost(self, evse_id: str) -> None:
         self.link_lost.append(evse_id)
 
 

@@ -57,7 +57,7 @@ class Hooks(SlacSessionController):
     async def enable_hlc_charging(self, evse_id: str) -> None:
         self.hlc.set()
 
-    async def notify_matching_failed(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_failed(self, evse_id: str) -> None:
         self.failed += 1
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:

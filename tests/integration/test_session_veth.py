@@ -49,17 +49,17 @@ class RecordingController(SlacSessionController):
     async def enable_hlc_charging(self, evse_id: str) -> None:
         self.calls.append(("enable_hlc_charging", evse_id))
 
-    async def notify_matching_ongoing(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
         self.calls.append(("notify_matching_ongoing", evse_id))
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
         self.calls.append(("notify_matched", evse_id))
         self.results.append(result)
 
-    async def notify_matching_failed(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_failed(self, evse_id: str) -> None:
         self.calls.append(("notify_matching_failed", evse_id))
 
-    async def notify_link_lost(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_link_lost(self, evse_id: str) -> None:
         self.calls.append(("notify_link_lost", evse_id))
 
     def names(self) -> list[str]:
@@ -246,7 +246,7 @@ async def test_a_hook_that_raises_is_reported_and_the_next_cycle_works(
     class Broken(RecordingController):
         fail = True
 
-        async def notify_matching_ongoing(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+        async def notify_matching_ongoing(self, evse_id: str) -> None:
             if self.fail:
                 raise RuntimeError("hook bug")
 

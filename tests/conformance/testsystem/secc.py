@@ -76,16 +76,16 @@ class RecordingController(SlacSessionController):
     async def enable_hlc_charging(self, evse_id: str) -> None:
         self.log.note("hook: enable_hlc_charging (5 % PWM)")
 
-    async def notify_matching_ongoing(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
         self.log.note("hook: notify_matching_ongoing")
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
         self.log.note(f"hook: notify_matched ({result.ev_mac})")
 
-    async def notify_matching_failed(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_matching_failed(self, evse_id: str) -> None:
         self.log.note("hook: notify_matching_failed")
 
-    async def notify_link_lost(self, evse_id: str) -> None:  # type: ignore[override]  # the one-argument hook, still supported
+    async def notify_link_lost(self, evse_id: str) -> None:
         self.log.note("hook: notify_link_lost")
 
 
