@@ -5,6 +5,8 @@ virtual powerline (slac.testing.pair)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from slac.fsm.events import (
@@ -26,8 +28,8 @@ from slac.testing.config import fast_config
 from slac.testing.pair import Pairing
 
 
-def matched_pair(**settings: object) -> Pairing:
-    pair = Pairing(fast_config(**settings) if settings else None)  # type: ignore[arg-type]
+def matched_pair(**settings: Any) -> Pairing:
+    pair = Pairing(fast_config(**settings) if settings else None)
     pair.plug_in()
     pair.run(5.0)
     assert pair.evse().machine.state is SessionState.MATCHED
