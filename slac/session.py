@@ -563,7 +563,7 @@ class SlacSessionController:
           :meth:`restart_matching`). Returns once matching runs again (or failed to).
         - PAUSE: stay matched, link supervision stops; the key stays in the modem.
         - RESUME: link supervision again; the link must be up within TT_match_join, else
-          the EVSE leaves the network and matches again (:meth:`notify_link_lost`).
+          the EVSE leaves the network and matches again (:meth:`on_link_lost`).
 
         A request that does not apply (PAUSE while not matched, ERROR without an EV plugged
         in, ...) changes nothing and says so in the log. ValueError for an unknown command.
