@@ -30,6 +30,7 @@ from slac.environment import Config
 from slac.errors import ConfigError, MatchingFailedError, SlacError, UsageError
 from slac.fsm.events import (
     DlinkCommand,
+    DlinkDone,
     FailureReason,
     KeyNotSet,
     KeySet,
@@ -298,6 +299,12 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         elif isinstance(event, MatchingFailed):
             self.last_failure = event
         super()._on_event(event)
+        if (
+            isinstance(event, DlinkDone)
+            and event.applied
+            and event.command in (DlinkCommand.PAUSE, DlinkCommand.RESUME)
+        ):
+            self._tell_listeners()  # still matched, but the status says "paused" now
         station = self.machine
         if station is not None and station.counters.changes != self._counted:
             self._counted = station.counters.changes

@@ -335,6 +335,10 @@ async def test_dlink_over_mqtt_and_the_retained_stats_topic(tmp_path: Path, brok
             await retained_when(
                 broker.port, f"site1/{evse_id}/stats", lambda d: d["dlink"] == {"pause": 1}
             )
+            paused = await retained_when(
+                broker.port, f"site1/{evse_id}/slac", lambda d: d["paused"]
+            )
+            assert paused["state"] == "matched"
             since = len(watcher.seen)
             await publish(
                 broker.port, f"site1/{evse_id}/dlink", json.dumps({"command": "TERMINATE"})
