@@ -356,3 +356,33 @@ def test_the_status_report_says_the_reason_and_the_attenuation_of_a_failure() ->
     assert data["attenuation"] == 31.3 and data["detail"] == "no CM_SLAC_MATCH.REQ"
     session.state = SessionState.MATCHING  # a new plug-in: the old failure is not news
     assert StateReport.of(session).to_dict()["reason"] is None
+
+
+@pytest.mark.parametrize(
+    ("lost", "reason"),
+    [
+        ("CM_SLAC_PARM.REQ", FailureReason.NO_PARM_REQ),
+        ("CM_START_ATTEN_CHAR.IND", FailureReason.NO_START_ATTEN_CHAR),
+        ("CM_MNBC_SOUND.IND", FailureReason.NO_SOUNDS),
+    ],
+)
+def test_each_lost_message_fails_the_plug_in_with_its_reason_and_counts_it(
+    lost: str, reason: FailureReason
+) -> None:
+    pair = Pairing(fast_config(matching_attempts=1))
+    pair.medium.faults.loss[lost] = 1.0
+    pair.plug_in()
+    pair.run(120.0)
+    evse = pair.evse()
+    assert [f.reason for f in evse.events_of(MatchingFailed)] == [reason]
+    assert evse.machine.counters.failures == {reason_key(reason): 1}
+    assert evse.machine.state is SessionState.FAILED
+
+
+def test_a_modem_that_stops_answering_link_polls_is_counted_as_modem_silent() -> None:
+    pair = matched_pair(link_check_period=0.5, link_check_max_unanswered=2)
+    pair.medium.modems[pair.evse_ports[0]].answer_link_status = False
+    pair.run(10.0)
+    evse = pair.evse()
+    assert [lost.loss.failure for lost in evse.events_of(LinkLost)] == [FailureReason.MODEM_SILENT]
+    assert evse.machine.counters.links_lost == {"modem_silent": 1}
