@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         SlacEvSession,
     )
     from slac.fsm.events import (
+        DlinkCommand,
         FailureReason,
         SessionState,
         StopReason,
@@ -54,6 +55,7 @@ _LAZY = {
     "ConfigError": "slac.errors",
     "CpStateError": "slac.errors",
     "DecodeError": "slac.errors",
+    "DlinkCommand": "slac.fsm.events",
     "EvMatchResult": "slac.ev",
     "EvMatchingFailedError": "slac.errors",
     "FailureReason": "slac.fsm.events",
@@ -93,6 +95,7 @@ __all__ = [
     "ConfigError",
     "CpStateError",
     "DecodeError",
+    "DlinkCommand",
     "EvMatchResult",
     "EvMatchingFailedError",
     "FailureReason",

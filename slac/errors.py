@@ -66,6 +66,12 @@ class MatchingFailedError(SlacError):
         """The failure's :class:`~slac.fsm.events.FailureReason` (None when not known)."""
         return getattr(self.failure, "reason", None)
 
+    @property
+    def attenuation(self) -> object:
+        """The mean attenuation (dB) this EVSE measured for the EV the failure is about
+        (e.g. the EV that chose another EVSE); None when not known."""
+        return getattr(self.failure, "attenuation", None)
+
 
 class EvMatchingFailedError(MatchingFailedError):
     """The EV found no EVSE to match with (every attempt failed)."""

@@ -29,6 +29,8 @@ from slac.driver import DrivenSession
 from slac.environment import Config
 from slac.errors import ConfigError, MatchingFailedError, SlacError, UsageError
 from slac.fsm.events import (
+    DlinkCommand,
+    DlinkDone,
     FailureReason,
     KeyNotSet,
     KeySet,
@@ -49,6 +51,7 @@ from slac.fsm.evse import EvseMatcher, parse_cp_state
 from slac.fsm.modem import ModemMachine
 from slac.fsm.station import CpAction, EvseStation
 from slac.fsm.station_view import StationView
+from slac.fsm.stats import EvseCounters
 from slac.host import ModemHost
 from slac.sockets.async_linux_socket import RawSocket
 from slac.tools.pcap import SharedPcap
@@ -56,6 +59,7 @@ from slac.utils import MacAddress
 
 __all__ = [
     "CpAction",
+    "DlinkCommand",
     "EvseLogAdapter",
     "MatchResult",
     "MatchingFailedError",
@@ -167,6 +171,10 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         self.last_result: Optional[MatchResult] = None
         #: the failure that ended the last plug-in (None after a match)
         self.last_failure: Optional[MatchingFailed] = None
+        #: called with the session when a counter changed (:attr:`counters`): a match, a
+        #: failure, a lost link, a D-LINK request; for publishers such as the MQTT bridge
+        self.counter_listeners: list[Callable[[SlacEvseSession], None]] = []
+        self._counted = 0
         self._pcap: Optional[SharedPcap] = None
 
     # --- what the machine knows ----------------------------------------------------------------
@@ -193,6 +201,23 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
     def modem_mac(self) -> Optional[MacAddress]:
         """The local modem's own MAC address, learned from its answers (None until then)."""
         return None if self.machine is None else self.machine.modem_mac
+
+    @property
+    def counters(self) -> EvseCounters:
+        """Matches, failures, lost links and D-LINK requests by reason, since :meth:`open`
+        (:mod:`slac.fsm.stats`; empty before it)."""
+        return EvseCounters() if self.machine is None else self.machine.counters
+
+    @property
+    def dlink_terminated(self) -> bool:
+        """The HLC side ended the data link (D-LINK_TERMINATE) and the control pilot was not
+        A, E or F since: B, C or D start no matching."""
+        return self.machine is not None and self.machine.terminated
+
+    @property
+    def dlink_paused(self) -> bool:
+        """The HLC side paused the data link (D-LINK_PAUSE): matched, link not supervised."""
+        return self.machine is not None and self.machine.paused
 
     @property
     def key_given_out(self) -> bool:
@@ -274,6 +299,17 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         elif isinstance(event, MatchingFailed):
             self.last_failure = event
         super()._on_event(event)
+        if (
+            isinstance(event, DlinkDone)
+            and event.applied
+            and event.command in (DlinkCommand.PAUSE, DlinkCommand.RESUME)
+        ):
+            self._tell_listeners()  # still matched, but the status says "paused" now
+        station = self.machine
+        if station is not None and station.counters.changes != self._counted:
+            self._counted = station.counters.changes
+            for listener in self.counter_listeners:
+                listener(self)
 
     def _state_changed(self, event: StateChanged, changed: bool) -> None:
         if changed:
@@ -383,6 +419,15 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         if station is not None:
             self._need_driver().call(lambda now: station.restart(now, reason))
 
+    def dlink(self, command: DlinkCommand, reason: str = "") -> CpAction:
+        """Apply a D-LINK request to the machine (:meth:`EvseStation.dlink
+        <slac.fsm.station.EvseStation.dlink>`): what the matching task must do. Open the
+        session first."""
+        station = self.machine
+        if station is None or not self.host.is_open:
+            raise UsageError("open() the session first")
+        return self._need_driver().call(lambda now: station.dlink(command, now, reason))
+
     def matching_started(self) -> asyncio.Future[Any]:
         """A future that is done when the state machine is started next."""
         return self.expect((MatchingStarted,))
@@ -435,14 +480,19 @@ class SlacSessionController:
         task = session.matching_task
         running = task is not None and not task.done()
         if action is CpAction.START and not running:
-            session.matching_task = asyncio.get_running_loop().create_task(
-                self.start_matching(session), name=f"slac-matching-{session.evse_id}"
-            )
+            self._start_task(session)
         elif action is CpAction.STOP and running:
             assert task is not None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _start_task(self, session: SlacEvseSession) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(
+            self.start_matching(session), name=f"slac-matching-{session.evse_id}"
+        )
+        session.matching_task = task
+        return task
 
     async def start_matching(self, session: SlacEvseSession) -> None:
         """Run matching for one plug-in: until it fails, or until cancelled (unplug).
@@ -493,35 +543,56 @@ class SlacSessionController:
     ) -> None:
         """Match again within this plug-in, without a CP cycle (ISO 15118-3 gives three ways
         to a new match: a CP cycle, a lost link, or a request from the HLC side; this is the
-        third).
+        third): :meth:`dlink_request` with :attr:`DlinkCommand.ERROR`, ``reason`` in the log.
 
         The EVSE stops matching (or ends the match), leaves the logical network (a fresh key
         to the modem, when an EV received the current one) and waits for CM_SLAC_PARM.REQ
         again, with every attempt (``MATCHING_ATTEMPTS``) available; also after matching
-        failed for this plug-in. ``reason`` goes into the log. Returns once matching runs
+        failed for this plug-in, and after D-LINK_TERMINATE. Returns once matching runs
         again, or once the attempt to get there failed (which goes the usual way: one error
         line and :meth:`notify_matching_failed`). Without an EV plugged in (CP A, E or F, or
         no CP state yet) nothing happens.
         """
+        await self.dlink_request(session, DlinkCommand.ERROR, reason)
+
+    async def dlink_request(
+        self, session: SlacEvseSession, command: DlinkCommand, reason: str = ""
+    ) -> None:
+        """A D-LINK request of the HLC side (ISO 15118-3 D-LINK_TERMINATE, D-LINK_ERROR,
+        D-LINK_PAUSE, and the resume that ends a pause), decided by the session's machine
+        (:meth:`EvseStation.dlink <slac.fsm.station.EvseStation.dlink>`); ``command`` is a
+        :class:`DlinkCommand` or its value ("terminate", "error", "pause", "resume").
+
+        - TERMINATE: leave the logical network (a fresh key to the modem when an EV received
+          the current one), unmatched; no new match until the control pilot was A, E or F.
+          Returns once the matching task ended.
+        - ERROR: leave the logical network and match again without a CP cycle (as
+          :meth:`restart_matching`). Returns once matching runs again (or failed to).
+        - PAUSE: stay matched, link supervision stops; the key stays in the modem.
+        - RESUME: link supervision again; the link must be up within TT_match_join, else
+          the EVSE leaves the network and matches again (:meth:`on_link_lost`).
+
+        A request that does not apply (PAUSE while not matched, ERROR without an EV plugged
+        in, ...) changes nothing and says so in the log. ValueError for an unknown command.
+        """
+        command = DlinkCommand(command)
+        await session.open()
         task = session.matching_task
-        running = task is not None and not task.done()
-        if not running and (session.cp_state is None or session.cp_state not in "BCD"):
-            session.log.info("matching again requested (%s), but no EV is plugged in", reason)
-            return
-        if not running:
-            await session.open()
         started = session.matching_started()
-        if running:
-            session.request_restart(RestartCause.REQUESTED, reason)
-        else:
-            session.log.info("matching again: %s", reason)
-            task = asyncio.get_running_loop().create_task(
-                self.start_matching(session), name=f"slac-matching-{session.evse_id}"
-            )
-            session.matching_task = task
-        assert task is not None
         try:
-            await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+            action = session.dlink(command, reason)
+            running = task is not None and not task.done()
+            if action is CpAction.STOP and running:
+                assert task is not None
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task  # it ends on Stopped (D-LINK_TERMINATE)
+            elif action is CpAction.START and not running:
+                task = self._start_task(session)
+            elif not (command is DlinkCommand.ERROR and running):
+                return
+            if command is DlinkCommand.ERROR:
+                assert task is not None
+                await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             started.cancel()
 

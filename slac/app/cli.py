@@ -264,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every EVSE of the station file; control pilot from stdin or MQTT",
         description="Run every EVSE of the station file (one interface to a GreenPHY modem "
         "each) until SIGINT/SIGTERM. Control-pilot states come from stdin (type B, C, A, "
-        "optionally after the EVSE id) or from MQTT (<prefix>/<evse_id>/cp_state, with the "
-        "state published retained to <prefix>/<evse_id>/slac). Every state change is "
-        "printed on stdout as one JSON line; logs go to stderr.",
+        "optionally after the EVSE id; '<evse_id> dlink terminate|error|pause|resume' for "
+        "the HLC side's D-LINK requests; 'status' for states and counters) or from MQTT "
+        "(<prefix>/<evse_id>/cp_state and /dlink, with the state published retained to "
+        "<prefix>/<evse_id>/slac and the counters to <prefix>/<evse_id>/stats). Every "
+        "state change is printed on stdout as one JSON line; logs go to stderr.",
     )
     evse.add_argument(
         "--config",

@@ -17,14 +17,25 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError, UsageError
+from slac.fsm.events import DlinkCommand, SessionState
 from slac.fsm.station_view import StationView
-from slac.session import SessionState, SlacEvseSession, SlacSession, SlacSessionController
+from slac.fsm.stats import reason_key
+from slac.session import SlacEvseSession, SlacSession, SlacSessionController
+
+__all__ = [
+    "DlinkCommand",
+    "EvseService",
+    "StateReport",
+    "StatsReport",
+    "parse_cp_line",
+    "parse_stdin_line",
+    "run_stdin",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +49,38 @@ class StateReport:
     ev_mac: Optional[str]
     run_id: Optional[str]
     timestamp: float
+    #: failed: why (a FailureReason's name in lower case, e.g. "ev_chose_another_evse")
+    reason: Optional[str] = None
+    #: failed: the sentence for the log
+    detail: Optional[str] = None
+    #: matched, or failed about one EV: the mean attenuation this EVSE measured (dB)
+    attenuation: Optional[float] = None
+    #: matched and the HLC side paused the data link (D-LINK_PAUSE)
+    paused: bool = False
 
     @classmethod
     def of(cls, session: SlacSession) -> StateReport:
+        reason = detail = None
+        attenuation: Optional[float] = None
+        paused = False
+        if isinstance(session, SlacEvseSession):
+            failure, result = session.last_failure, session.last_result
+            if session.state is SessionState.FAILED and failure is not None:
+                reason, detail = reason_key(failure.reason), failure.detail
+                attenuation = failure.attenuation
+            elif session.state is SessionState.MATCHED and result is not None:
+                attenuation = result.attenuation
+            paused = session.dlink_paused
         return cls(
             evse_id=session.evse_id,
             state=session.state.value,
             ev_mac=str(session.ev_mac) if session.ev_mac is not None else None,
             run_id=session.run_id.hex() if session.run_id is not None else None,
             timestamp=round(time.time(), 3),
+            reason=reason,
+            detail=detail,
+            attenuation=None if attenuation is None else round(attenuation, 1),
+            paused=paused,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +90,10 @@ class StateReport:
             "ev_mac": self.ev_mac,
             "run_id": self.run_id,
             "timestamp": self.timestamp,
+            "reason": self.reason,
+            "detail": self.detail,
+            "attenuation": self.attenuation,
+            "paused": self.paused,
         }
 
     def to_json(self) -> str:
@@ -65,13 +103,27 @@ class StateReport:
 StateListener = Callable[[StateReport], None]
 
 
-class DlinkCommand(str, Enum):
-    """A data-link request of the HLC side (ISO 15118-3 D-LINK_*.request), see
-    :meth:`EvseService.dlink`."""
+@dataclass(frozen=True)
+class StatsReport:
+    """One EVSE's counters (:mod:`slac.fsm.stats`): the MQTT ``stats`` payload, and part of
+    the stdin ``status`` answer."""
 
-    TERMINATE = "terminate"
-    ERROR = "error"
-    PAUSE = "pause"
+    evse_id: str
+    counters: dict[str, Any]
+    timestamp: float
+
+    @classmethod
+    def of(cls, session: SlacEvseSession) -> StatsReport:
+        return cls(session.evse_id, session.counters.to_dict(), round(time.time(), 3))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evse_id": self.evse_id, **self.counters, "timestamp": self.timestamp}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+StatsListener = Callable[[StatsReport], None]
 
 
 def service_session(evse_id: str, network_interface: str, config: Config) -> SlacEvseSession:
@@ -99,13 +151,13 @@ class EvseService(SlacSessionController):
             if session.station_view is None:
                 session.station_view = self.station
             session.state_listeners.append(self._state_changed)
+            session.counter_listeners.append(self._counted)
             self.sessions[spec.evse_id] = session
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
-        #: EVSEs whose HLC side ended the data link (D-LINK_TERMINATE): no new match until
-        #: the control pilot leaves B, C and D
-        self.terminated: set[str] = set()
+        #: told each EVSE's counters after they changed (a match, a failure, ...)
+        self.stats_listeners: list[StatsListener] = []
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -155,57 +207,6 @@ class EvseService(SlacSessionController):
             raise UsageError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
         for session in targets:
             await self.process_cp_state(session, state)
-            if session.cp_state is not None and session.cp_state not in "BCD":
-                self.terminated.discard(session.evse_id)
-
-    # --- the data link, as the HLC side asks ----------------------------------------------------
-
-    async def dlink(self, evse_id: str, command: DlinkCommand) -> None:
-        """Apply a D-LINK request of the HLC side (ISO 15118-3) to one EVSE.
-
-        What each does now (built on the session API of today; issue 16 item 1 replaces
-        this body, the signature stays):
-
-        - TERMINATE: matching (or the match) stops, the EVSE is unmatched, and the modem gets a
-          fresh key when an EV received the current one (it leaves the logical network). No
-          new match until the control pilot leaves B, C and D (:attr:`terminated`).
-        - ERROR: leave the logical network and match again without a CP cycle
-          (:meth:`restart_matching`: fresh key, every attempt available); nothing without
-          an EV plugged in (CP B, C or D). Also after TERMINATE.
-        - PAUSE: stay matched, stop link supervision (VS_PL_LINK_STATUS polling) until the
-          next match (D-LINK_PAUSE allows a low-power mode; the modem stays powered here).
-
-        ValueError for an unknown EVSE id.
-        """
-        session = self.sessions.get(evse_id)
-        if session is None:
-            raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
-        command = DlinkCommand(command)
-        if command is DlinkCommand.TERMINATE:
-            session.log.info(
-                "D-LINK_TERMINATE: leaving the logical network, no new match "
-                "until the control pilot leaves B, C and D"
-            )
-            self.terminated.add(evse_id)
-            task = session.matching_task
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            session.stop_matcher("D-LINK_TERMINATE from the HLC side")
-            if session.key_given_out:
-                session.schedule_leave()
-        elif command is DlinkCommand.ERROR:
-            self.terminated.discard(evse_id)
-            await self.restart_matching(session, "D-LINK_ERROR from the HLC side")
-        else:
-            if session.state is not SessionState.MATCHED or session.modem is None:
-                session.log.info("D-LINK_PAUSE while %s: nothing to pause", session.state.value)
-                return
-            session.log.info(
-                "D-LINK_PAUSE: staying matched, link supervision stopped until the next match"
-            )
-            session.modem.stop_supervision()
 
     async def enter_bcd(self, evse_id: str) -> None:
         """The control pilot entered B, C or D (EVerest's enter_bcd): start matching, unless
@@ -215,7 +216,7 @@ class EvseService(SlacSessionController):
         session = self.sessions.get(evse_id)
         if session is None:
             raise ValueError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
-        if evse_id in self.terminated:
+        if session.dlink_terminated:
             session.log.info(
                 "control pilot B, C or D: no new match after D-LINK_TERMINATE "
                 "until the control pilot leaves B, C and D"
@@ -230,10 +231,43 @@ class EvseService(SlacSessionController):
             return
         await self.restart_matching(session, "control pilot B, C or D again")
 
+    # --- the data link, as the HLC side asks ----------------------------------------------------
+
+    async def dlink(self, evse_id: str, command: DlinkCommand) -> None:
+        """Apply a D-LINK request of the HLC side (ISO 15118-3) to one EVSE:
+        :meth:`~slac.session.SlacSessionController.dlink_request` (TERMINATE, ERROR, PAUSE,
+        RESUME; a command's value, e.g. "terminate", works too).
+
+        UsageError (a ValueError) for an unknown EVSE id, ValueError for an unknown command.
+        """
+        session = self.sessions.get(evse_id)
+        if session is None:
+            raise UsageError(f"no EVSE {evse_id!r} (known: {', '.join(self.sessions)})")
+        await self.dlink_request(session, DlinkCommand(command))
+
     # --- reports --------------------------------------------------------------------------------
 
     def reports(self) -> list[StateReport]:
         return [StateReport.of(s) for s in self.sessions.values()]
+
+    def stats(self) -> list[StatsReport]:
+        """Every EVSE's counters now."""
+        return [StatsReport.of(s) for s in self.sessions.values()]
+
+    def status(self) -> list[dict[str, Any]]:
+        """What the stdin ``status`` command prints: each EVSE's state and its counters."""
+        return [
+            {**report.to_dict(), "stats": stats.counters}
+            for report, stats in zip(self.reports(), self.stats())
+        ]
+
+    def _counted(self, session: SlacEvseSession) -> None:
+        report = StatsReport.of(session)
+        for listener in self.stats_listeners:
+            try:
+                listener(report)
+            except Exception:
+                logger.exception("stats listener failed")
 
     def _state_changed(self, session: SlacSession) -> None:
         report = StateReport.of(session)  # the state now; told a moment later
@@ -256,7 +290,8 @@ class EvseService(SlacSessionController):
 
 STDIN_HELP = (
     "control pilot: type a state (A to F, e.g. B, C, A) for every EVSE, or "
-    "'<evse_id> <state>' for one; 'status' prints every EVSE's state"
+    "'<evse_id> <state>' for one; '<evse_id> dlink terminate|error|pause|resume' for a "
+    "D-LINK request of the HLC side; 'status' prints every EVSE's state and counters"
 )
 
 
@@ -269,6 +304,23 @@ def parse_cp_line(line: str) -> tuple[Optional[str], str]:
     if len(words) == 1:
         return None, words[0]
     return " ".join(words[:-1]), words[-1]
+
+
+def parse_stdin_line(line: str) -> tuple[Optional[str], str, Optional[DlinkCommand]]:
+    """(evse id or None, CP state, None) from a CP line (:func:`parse_cp_line`), or
+    (evse id or None, "", command) from "[<evse_id>] dlink <command>" (no id: every EVSE).
+    UsageError (a ValueError) for an empty line or an unknown command."""
+    words = line.split()
+    if len(words) >= 2 and words[-2].lower() == "dlink":
+        name = words[-1].lower()
+        try:
+            command = DlinkCommand(name)
+        except ValueError:
+            known = ", ".join(c.value for c in DlinkCommand)
+            raise UsageError(f"no D-LINK command {name!r} (known: {known})") from None
+        return " ".join(words[:-2]) or None, "", command
+    evse_id, state = parse_cp_line(line)
+    return evse_id, state, None
 
 
 async def run_stdin(service: EvseService, stream: Optional[TextIO] = None) -> None:
@@ -305,11 +357,15 @@ async def run_stdin(service: EvseService, stream: Optional[TextIO] = None) -> No
         if text.lower() in ("status", "?", "help"):
             if text.lower() != "status":
                 print(STDIN_HELP, file=sys.stderr, flush=True)
-            for report in service.reports():
-                print(report.to_json(), flush=True)
+            for status in service.status():
+                print(json.dumps(status), flush=True)
             continue
         try:
-            evse_id, state = parse_cp_line(text)
-            await service.set_cp(state, evse_id)
+            evse_id, state, command = parse_stdin_line(text)
+            if command is None:
+                await service.set_cp(state, evse_id)
+            else:
+                for target in [evse_id] if evse_id is not None else list(service.sessions):
+                    await service.dlink(target, command)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)

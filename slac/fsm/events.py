@@ -14,7 +14,7 @@ fixed at construction. Why something failed or stopped is an enum (:class:`Failu
   :class:`ModemFound`, :class:`LinkStatus`, :class:`LinkUp`, :class:`LinkLost`,
   :class:`SupervisionOff`;
 - the hosts (:mod:`slac.fsm.station`): :class:`ModemReady`, :class:`StateChanged`,
-  :class:`Joined`.
+  :class:`Joined`, :class:`DlinkDone`.
 """
 
 from __future__ import annotations
@@ -89,6 +89,23 @@ class StopReason(Enum):
     RESTART = "matching again"
     #: the driver stopped it (the session closed, its task was cancelled or failed)
     DRIVER = "stopped by the driver"
+    #: the HLC side ended the data link (D-LINK_TERMINATE): no new match until a CP cycle
+    DLINK_TERMINATE = "D-LINK_TERMINATE"
+
+
+class DlinkCommand(str, Enum):
+    """A data-link request of the HLC side (ISO 15118-3 D-LINK_*.request; EVerest's
+    ``dlink_terminate``, ``dlink_error``, ``dlink_pause``), and the resume that ends a pause.
+    What each does: :meth:`slac.fsm.station.EvseStation.dlink`."""
+
+    #: leave the logical network, back to unmatched; no new match until a CP cycle
+    TERMINATE = "terminate"
+    #: leave the logical network and match again at once (no CP cycle)
+    ERROR = "error"
+    #: stay matched, stop link supervision (the EV may power its modem down)
+    PAUSE = "pause"
+    #: end the pause: link supervision again, the link up within TT_match_join
+    RESUME = "resume"
 
 
 class LinkLoss(Enum):
@@ -352,6 +369,16 @@ class StateChanged(SlacEvent):
 
 
 @dataclass(frozen=True)
+class DlinkDone(SlacEvent):
+    """EVSE host: a D-LINK request of the HLC side, and whether it changed anything
+    (``applied`` False: nothing to do in this state; ``detail`` says why)."""
+
+    command: DlinkCommand
+    applied: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Joined(SlacEvent):
     """EV host: the modem took the EVSE's key; the EV is in the EVSE's logical network."""
 
@@ -367,6 +394,8 @@ ModemEvent = Union[KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost, 
 
 __all__ += [
     "AttemptFailed",
+    "DlinkCommand",
+    "DlinkDone",
     "EvAttemptFailed",
     "EvEvent",
     "EvMatched",

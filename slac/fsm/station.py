@@ -28,7 +28,16 @@ the modem does not take that key            MatchingFailed(KEY_NOT_SET), state F
 Matched                                     link supervision starts (VS_PL_LINK_STATUS)
 supervision: link lost                      LinkLost, then: stop, a fresh key, match again
 :meth:`~EvseStation.restart`                the same, asked by the HLC side
+:meth:`~EvseStation.dlink` TERMINATE        stop, leave (a fresh key when an EV received the
+                                            current one), UNMATCHED; B/C/D start nothing
+                                            until the control pilot was A, E or F
+:meth:`~EvseStation.dlink` ERROR            as :meth:`~EvseStation.restart` (START when
+                                            nothing runs and an EV is plugged in)
+:meth:`~EvseStation.dlink` PAUSE / RESUME   matched: supervision off, the key stays; resume:
+                                            supervision on, the link up within TT_match_join
 ==========================================  ==================================================
+
+Every event is counted by reason (:attr:`EvseStation.counters`, :mod:`slac.fsm.stats`).
 
 The state the user sees (:class:`~slac.fsm.events.SessionState`) is derived here from the
 matcher's events only, and each change is a :class:`~slac.fsm.events.StateChanged` event.
@@ -52,6 +61,8 @@ from slac.config import EvseConfig
 from slac.fsm.base import Log, Machine, earliest
 from slac.fsm.ev import EvConfig, EvMatcher
 from slac.fsm.events import (
+    DlinkCommand,
+    DlinkDone,
     EvMatched,
     EvMatchingFailed,
     FailureReason,
@@ -73,6 +84,7 @@ from slac.fsm.events import (
 from slac.fsm.evse import EvseMatcher, EvseState, parse_cp_state
 from slac.fsm.modem import ModemConfig, ModemMachine
 from slac.fsm.station_view import StationView
+from slac.fsm.stats import EvseCounters
 from slac.messages import Frame
 from slac.utils import MacAddress, generate_nmk, nid_from_nmk
 
@@ -236,6 +248,13 @@ class EvseStation(_Host[EvseMatcher]):
         #: matching waits for the modem (a key, its settle pause) and starts then
         self._match_wanted = False
         self._settle_until: Optional[float] = None
+        #: the HLC side ended the data link (D-LINK_TERMINATE): no new match until the
+        #: control pilot is A, E or F
+        self.terminated = False
+        #: the HLC side paused the data link (D-LINK_PAUSE): matched, link not supervised
+        self.paused = False
+        #: every match, failure, lost link and D-LINK request, by reason
+        self.counters = EvseCounters()
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -266,6 +285,9 @@ class EvseStation(_Host[EvseMatcher]):
         letter = parse_cp_state(state)
         previous = self.cp_state
         self.cp_state = letter
+        if letter in "AEF" and self.terminated:
+            self.terminated = False
+            self.log.info("control pilot %s: the next B, C or D may match again", letter)
         starts = self.matcher.cp_state_changed(letter, now)
         self._pump(now)
         if starts:
@@ -315,11 +337,77 @@ class EvseStation(_Host[EvseMatcher]):
     def restart(self, now: float, detail: str) -> None:
         """Match again within this plug-in without a CP cycle (a lost link, or the HLC side):
         stop, a fresh key when an EV received the current one, then match with every attempt
-        available."""
+        available (also after D-LINK_TERMINATE: the HLC side asks for it)."""
+        self.terminated = False
         self.matcher.stop(now, StopReason.RESTART, f"matching again ({detail})")
         self._pump(now)
         self.begin_matching(now)
         self._pump(now)
+
+    def dlink(self, command: DlinkCommand, now: float, reason: str = "") -> CpAction:
+        """A D-LINK request of the HLC side (ISO 15118-3), then :class:`DlinkDone`; what the
+        driver's matching task must do:
+
+        - TERMINATE: matching or the match stops (Stopped, DLINK_TERMINATE: the task ends),
+          the EVSE leaves the logical network when an EV received the current key (a fresh
+          key to the modem, in the background), UNMATCHED; B, C or D start nothing until
+          the control pilot was A, E or F (:attr:`terminated`). :attr:`CpAction.STOP`.
+        - ERROR: leave the logical network and match again without a CP cycle: while
+          matching or matched, :meth:`restart` here (NONE); when nothing runs (unmatched
+          after TERMINATE, or failed) and an EV is plugged in (B, C, D), START; without an
+          EV, nothing (NONE).
+        - PAUSE: while matched, stay matched (the key stays in the modem, the match record
+          stays), link supervision stops (:attr:`paused`); nothing otherwise.
+        - RESUME: after PAUSE, link supervision starts again as after a match: the link
+          must be up within TT_match_join, else LinkLost (NOT_JOINED) and matching again.
+        """
+        command = DlinkCommand(command)
+        action, applied, detail = CpAction.NONE, True, ""
+        why = reason or f"D-LINK_{command.name} from the HLC side"
+        if command is DlinkCommand.TERMINATE:
+            self.log.info("D-LINK_TERMINATE: leaving the data link, no new match until a CP cycle")
+            self._match_wanted = False
+            self.paused = False
+            self.terminated = True
+            self.matcher.stop(now, StopReason.DLINK_TERMINATE, why)
+            self._pump(now)
+            if self.key_given_out and not self.modem.key_pending:
+                self.log.info("leaving the logical network")
+                self._fresh_key(KeyPurpose.LEAVE, now)
+            self._set_state(SessionState.UNMATCHED)
+            action = CpAction.STOP
+        elif command is DlinkCommand.ERROR:
+            if self.matcher.state in (EvseState.WAITING, EvseState.MATCHED):
+                self.paused = False
+                self.restart(now, why)
+            elif self.cp_state is not None and self.cp_state in "BCD":
+                self.log.info("matching again: %s", why)
+                self.terminated = False
+                action = CpAction.START
+            else:
+                applied, detail = False, "no EV plugged in"
+        elif command is DlinkCommand.PAUSE:
+            if self.matcher.state is not EvseState.MATCHED:
+                applied, detail = False, f"nothing to pause while {self.state.value}"
+            elif self.paused:
+                applied, detail = False, "paused already"
+            else:
+                self.log.info("D-LINK_PAUSE: staying matched, link supervision stopped")
+                self.paused = True
+                self.modem.stop_supervision()
+        elif not self.paused:
+            applied, detail = False, "not paused"
+        else:
+            self.log.info(
+                "D-LINK resumed: link supervision again (the link up within TT_match_join)"
+            )
+            self.paused = False
+            self.modem.start_supervision(now)
+        if not applied:
+            self.log.info("D-LINK %s ignored: %s", command.value, detail)
+        self._emit(DlinkDone(command, applied, detail))
+        self._pump(now)
+        return action
 
     def stop(self, now: float, detail: str) -> None:
         """Stop matching or the match (the driver's task ended); supervision stops too."""
@@ -364,6 +452,8 @@ class EvseStation(_Host[EvseMatcher]):
         self._outgoing.extend(self.matcher.frames_to_send())
         for event in self.matcher.events():
             self._emit(event)
+            if isinstance(event, (MatchingOngoing, MatchingFailed, Stopped)):
+                self.paused = False  # the match (if any) is over
             if isinstance(event, MatchingOngoing):
                 self.modem.stop_supervision()  # the match (if any) is over
                 self._set_state(SessionState.MATCHING, event.ev_mac, event.run_id)
@@ -425,6 +515,10 @@ class EvseStation(_Host[EvseMatcher]):
     def _start_matcher(self, now: float) -> None:
         self._match_wanted = False
         self.matcher.start(now)
+
+    def _emit(self, event: SlacEvent) -> None:
+        self.counters.count(event)
+        super()._emit(event)
 
 
 class EvStation(_Host[EvMatcher]):

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import pytest
 
-from slac.app.mqtt import parse_cp_payload, parse_mqtt_url
+from slac.app.mqtt import parse_cp_payload, parse_dlink_payload, parse_mqtt_url
 from slac.ev import SlacEvSession
 from slac.testing import fast_config
 from slac.testing.powerline import Powerline, Topology
@@ -294,6 +294,87 @@ async def test_broker_restart_mid_session_loses_no_state_change(
         assert log.count("MQTT: connected") >= 2, log
 
 
+async def retained_when(port: int, topic: str, check: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """The retained message of ``topic`` once ``check(payload)`` holds."""
+    data: dict[str, Any] = {}
+    for _ in range(int(timeout / 0.1)):
+        data = await retained(port, topic)
+        if check(data):
+            return data
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{topic}: never as wanted, last {data}")
+
+
+@needs_root
+@needs_mosquitto
+async def test_dlink_over_mqtt_and_the_retained_stats_topic(tmp_path: Path, broker: Broker) -> None:
+    """Issue 16 items 1 and 2: D-LINK requests on <prefix>/<evse_id>/dlink, the counters on
+    <prefix>/<evse_id>/stats (retained), the reason and attenuation in the status."""
+    async with mqtt_station(tmp_path, broker.port) as (topo, cmd, evse_id):
+        watcher = Watcher(broker.port, "site1")
+        try:
+            await watcher.wait("unmatched")
+            await publish(broker.port, f"site1/{evse_id}/cp_state", "B")
+            await asyncio.sleep(0.3)
+            await match_our_ev(topo)
+            matched = await watcher.wait("matched")
+            assert 15.0 <= matched["attenuation"] <= 25.0, matched
+            assert matched["reason"] is None and matched["paused"] is False
+
+            # as the operator guide shows it, with Mosquitto's own client
+            await mosquitto_client(
+                "mosquitto_pub",
+                "-p",
+                str(broker.port),
+                "-t",
+                f"site1/{evse_id}/dlink",
+                "-m",
+                "pause",
+            )
+            await publish(broker.port, f"site1/{evse_id}/dlink", "nap")  # ignored, logged
+            await retained_when(
+                broker.port, f"site1/{evse_id}/stats", lambda d: d["dlink"] == {"pause": 1}
+            )
+            paused = await retained_when(
+                broker.port, f"site1/{evse_id}/slac", lambda d: d["paused"]
+            )
+            assert paused["state"] == "matched"
+            since = len(watcher.seen)
+            await publish(
+                broker.port, f"site1/{evse_id}/dlink", json.dumps({"command": "TERMINATE"})
+            )
+            await watcher.wait("unmatched", since=since)
+            since = len(watcher.seen)
+            await publish(broker.port, f"site1/{evse_id}/dlink", "error")
+            await asyncio.sleep(0.3)
+            await match_our_ev(topo)  # matched again, no CP cycle
+            await watcher.wait("matched", since=since)
+        finally:
+            await watcher.close()
+        stats = await retained_when(
+            broker.port, f"site1/{evse_id}/stats", lambda d: d["matches"] == 2
+        )
+        line = await mosquitto_client(
+            "mosquitto_sub",
+            "-p",
+            str(broker.port),
+            "-t",
+            "site1/+/stats",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        )
+        log = cmd.log_text()
+    topic, _, payload = line.partition(" ")
+    assert topic == f"site1/{evse_id}/stats" and json.loads(payload)["matches"] == 2
+    assert stats["evse_id"] == evse_id and stats["timestamp"] > 0
+    assert stats["dlink"] == {"error": 1, "pause": 1, "terminate": 1}, stats
+    assert stats["failures"] == {} and stats["links_lost"] == {}, stats
+    assert "no D-LINK command 'nap'" in log, log
+
+
 def test_mqtt_urls_and_payloads() -> None:
     url = parse_mqtt_url("mqtt://broker.local:1884/station/7")
     assert (url.host, url.port, url.prefix) == ("broker.local", 1884, "station/7")
@@ -313,3 +394,12 @@ def test_mqtt_urls_and_payloads() -> None:
     for payload in (b"", b"  ", b"\xff", b"{", b'{"x": 1}'):
         with pytest.raises(ValueError, match="payload"):
             parse_cp_payload(payload)
+    assert parse_dlink_payload(b"terminate\n").value == "terminate"
+    assert parse_dlink_payload(b'{"command": "Pause"}').value == "pause"
+    for payload, why in [
+        (b"sleep", "no D-LINK command"),
+        (b'{"x": 1}', "command"),
+        (b"\xff", "UTF-8"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_dlink_payload(payload)

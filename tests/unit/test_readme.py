@@ -46,6 +46,14 @@ COVERAGE: dict[str, tuple[str, str]] = {
         "tests/integration/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
         '"mosquitto_pub"',
     ),
+    "mosquitto_pub -h localhost -t 'station1/DE*SWT*E123456789/dlink' -m terminate": (
+        "tests/integration/test_mqtt.py::test_dlink_over_mqtt_and_the_retained_stats_topic",
+        '"mosquitto_pub"',
+    ),
+    "mosquitto_sub -h localhost -t 'station1/+/stats' -v": (
+        "tests/integration/test_mqtt.py::test_dlink_over_mqtt_and_the_retained_stats_topic",
+        '"site1/+/stats"',
+    ),
     "mosquitto_sub -h localhost -t 'station1/+/slac' -v": (
         "tests/integration/test_mqtt.py::test_publishing_b_leads_to_a_retained_matched",
         '"mosquitto_sub"',
