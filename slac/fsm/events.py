@@ -335,6 +335,33 @@ class SupervisionOff(SlacEvent):
 # --- the hosts (slac.fsm.station) ---------------------------------------------------------------
 
 
+class RestartSign(Enum):
+    """How a restart of the local modem was noticed (issue 15 item 2)."""
+
+    #: the modem said so: QCA VS_HOST_ACTION.IND (its firmware started)
+    HOST_ACTION = "VS_HOST_ACTION.IND"
+    #: the idle heartbeat (VS_SW_VER.REQ) went unanswered, then was answered again
+    HEARTBEAT = "heartbeat answered again"
+    #: the heartbeat's VS_SW_VER.CNF names another firmware than before
+    FIRMWARE_CHANGED = "firmware changed"
+
+
+@dataclass(frozen=True)
+class ModemRestarted(SlacEvent):
+    """The local modem restarted: the key it was given is gone (a fresh one follows)."""
+
+    sign: RestartSign
+    detail: str
+
+
+@dataclass(frozen=True)
+class ModemSilent(SlacEvent):
+    """The idle heartbeat went unanswered ``misses`` times in a row (the modem may be wedged,
+    or restarting)."""
+
+    misses: int
+
+
 @dataclass(frozen=True)
 class ModemReady(SlacEvent):
     """The key is set and the modem has settled (SET_KEY_SETTLE_TIME): it can match."""
@@ -363,7 +390,17 @@ Event = Union[
     MatchingStarted, MatchingOngoing, RunEnded, AttemptFailed, Matched, MatchingFailed, Stopped
 ]
 EvEvent = Union[EvseChosen, EvMatched, EvAttemptFailed, EvMatchingFailed]
-ModemEvent = Union[KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost, SupervisionOff]
+ModemEvent = Union[
+    KeySet,
+    KeyNotSet,
+    ModemFound,
+    LinkStatus,
+    LinkUp,
+    LinkLost,
+    SupervisionOff,
+    ModemRestarted,
+    ModemSilent,
+]
 
 __all__ += [
     "AttemptFailed",
@@ -390,6 +427,9 @@ __all__ += [
     "ModemEvent",
     "ModemFound",
     "ModemReady",
+    "ModemRestarted",
+    "ModemSilent",
+    "RestartSign",
     "RunEnded",
     "SessionState",
     "SlacEvent",

@@ -29,6 +29,15 @@ answers, which are for no other machine), :meth:`~ModemMachine.handle_timer` and
 calls, each with ``now``, and pulls :meth:`~ModemMachine.frames_to_send`,
 :meth:`~ModemMachine.events` and :attr:`~ModemMachine.deadline`.
 
+- **restarts** (issue 15 item 2): a modem that restarts forgets the key it was given.
+  VS_HOST_ACTION.IND from the modem (QCA firmware sends it once started) is answered with
+  VS_HOST_ACTION.RSP and is :class:`ModemRestarted` (HOST_ACTION); while the heartbeat runs
+  (:meth:`ModemMachine.start_heartbeat`, the station runs it while no EV is plugged in),
+  VS_SW_VER.REQ goes out every ``modem_heartbeat_period``: unanswered until the next beat is
+  :class:`ModemSilent` (each miss), answered again after misses is :class:`ModemRestarted`
+  (HEARTBEAT), a firmware string other than the last is :class:`ModemRestarted`
+  (FIRMWARE_CHANGED).
+
 The modem's own MAC address is learned from its answers (the source of CM_SET_KEY.CNF and
 VS_PL_LINK_STATUS.CNF, unicast to this host while a request waits for them):
 :attr:`~ModemMachine.modem_mac`, and :class:`ModemFound` when it is first learned or
@@ -54,9 +63,22 @@ from slac.fsm.events import (
     LinkUp,
     ModemEvent,
     ModemFound,
+    ModemRestarted,
+    ModemSilent,
+    RestartSign,
     SupervisionOff,
 )
-from slac.messages import Frame, SetKeyCnf, SetKeyReq, VsPlLinkStatusCnf, VsPlLinkStatusReq
+from slac.messages import (
+    Frame,
+    SetKeyCnf,
+    SetKeyReq,
+    VsHostActionInd,
+    VsHostActionRsp,
+    VsPlLinkStatusCnf,
+    VsPlLinkStatusReq,
+    VsSwVerCnf,
+    VsSwVerReq,
+)
 from slac.utils import MacAddress
 
 __all__ = [
@@ -73,6 +95,9 @@ __all__ = [
     "ModemEvent",
     "ModemFound",
     "ModemMachine",
+    "ModemRestarted",
+    "ModemSilent",
+    "RestartSign",
     "ModemSettings",
     "SupervisionOff",
 ]
@@ -82,7 +107,7 @@ logger = logging.getLogger(__name__)
 #: "no link" answers in a row, after the link was up, that mean it is lost
 LINK_DOWN_ANSWERS = 2
 #: the modem's answers to the host's requests: for this machine, never for a matcher
-MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf)
+MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf, VsSwVerCnf, VsHostActionInd)
 _LOCAL_MODEM = MacAddress(PLC_LOCAL_MAC)
 
 
@@ -118,6 +143,7 @@ class ModemSettings:
     link_check_period: float = 0.0
     link_join_timeout: float = enums.TT_MATCH_JOIN
     link_check_max_unanswered: int = 0
+    modem_heartbeat_period: float = 0.0
 
 
 # --- events: in slac.fsm.events (KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost,
@@ -170,6 +196,14 @@ class ModemMachine(Machine[ModemEvent]):
         #: a VS_PL_LINK_STATUS.REQ went out and its answer has not come
         self._poll_out = False
         self._query_deadline: Optional[float] = None
+        #: the idle heartbeat: when the next VS_SW_VER.REQ goes out (None: off)
+        self._beat_at: Optional[float] = None
+        #: a VS_SW_VER.REQ of the heartbeat waits for its answer
+        self._beat_out = False
+        #: heartbeats in a row left unanswered
+        self.heartbeat_misses = 0
+        #: the firmware string of the modem's last VS_SW_VER.CNF
+        self.firmware: Optional[str] = None
 
     # --- outputs (frames_to_send and events: Machine) ---------------------------------------
 
@@ -182,7 +216,13 @@ class ModemMachine(Machine[ModemEvent]):
         sup = self._supervision
         if sup is not None and (soonest is None or sup.next_poll < soonest):
             soonest = sup.next_poll
+        if self._beat_at is not None and (soonest is None or self._beat_at < soonest):
+            soonest = self._beat_at
         return soonest
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._beat_at is not None
 
     @property
     def key_pending(self) -> bool:
@@ -235,12 +275,27 @@ class ModemMachine(Machine[ModemEvent]):
             self._query_deadline = now + timeout
             self._poll()
 
+    def start_heartbeat(self, now: float) -> None:
+        """VS_SW_VER.REQ every ``modem_heartbeat_period`` from now on (off with 0; the first
+        goes out now). Idempotent while it runs."""
+        period = _heartbeat_period(self.config)
+        if period <= 0 or self._beat_at is not None:
+            return
+        self._beat_at = now
+        self._beat_out = False
+
+    def stop_heartbeat(self) -> None:
+        """No more heartbeats (an EV plugged in); an answer still on its way is taken."""
+        self._beat_at = None
+
     def stop(self) -> None:
         """Forget every procedure (the driver closes): no events follow."""
         self._key = None
         self._supervision = None
         self._query_deadline = None
         self._poll_out = False
+        self._beat_at = None
+        self._beat_out = False
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -252,6 +307,12 @@ class ModemMachine(Machine[ModemEvent]):
             return True
         if isinstance(message, VsPlLinkStatusCnf):
             self._on_link_status_cnf(frame, message, now)
+            return True
+        if isinstance(message, VsSwVerCnf):
+            self._on_sw_ver_cnf(frame, message)
+            return True
+        if isinstance(message, VsHostActionInd):
+            self._on_host_action(frame, message)
             return True
         return False
 
@@ -266,6 +327,64 @@ class ModemMachine(Machine[ModemEvent]):
         supervision = self._supervision
         if supervision is not None and now >= supervision.next_poll:
             self._poll_due(supervision, now)
+        if self._beat_at is not None and now >= self._beat_at:
+            self._beat(now)
+
+    # --- restarts -------------------------------------------------------------------------------
+
+    def _beat(self, now: float) -> None:
+        if self._beat_out:  # the last heartbeat went unanswered
+            self.heartbeat_misses += 1
+            level = logging.WARNING if self.heartbeat_misses == 1 else logging.DEBUG
+            self.log.log(
+                level,
+                "the modem does not answer VS_SW_VER.REQ (heartbeat; %d in a row)",
+                self.heartbeat_misses,
+            )
+            self._emit(ModemSilent(self.heartbeat_misses))
+        self._beat_at = now + _heartbeat_period(self.config)
+        self._beat_out = True
+        self._to_modem(VsSwVerReq())
+
+    def _on_sw_ver_cnf(self, frame: Frame, message: VsSwVerCnf) -> None:
+        if not self._beat_out or not self._from_modem(frame):
+            self.log.debug("unexpected VS_SW_VER.CNF from %s ignored", frame.src)
+            return
+        self._beat_out = False
+        self._learn(frame.src)
+        misses, self.heartbeat_misses = self.heartbeat_misses, 0
+        before, self.firmware = self.firmware, message.version
+        if misses:
+            self._emit(
+                ModemRestarted(
+                    RestartSign.HEARTBEAT,
+                    f"the modem answers VS_SW_VER again after {misses} unanswered heartbeat(s)",
+                )
+            )
+        elif before is not None and before != message.version:
+            self._emit(
+                ModemRestarted(
+                    RestartSign.FIRMWARE_CHANGED,
+                    f"the modem's firmware changed from {before!r} to {message.version!r}",
+                )
+            )
+
+    def _on_host_action(self, frame: Frame, message: VsHostActionInd) -> None:
+        if frame.src.is_multicast or (
+            self.modem_mac is not None and frame.src != self.modem_mac
+        ):
+            self.log.debug("VS_HOST_ACTION.IND from %s (not our modem) ignored", frame.src)
+            return
+        self._send(frame.src, VsHostActionRsp(status=0))  # stops the modem's resends
+        self._learn(frame.src)
+        action = enums.HOST_ACTIONS.get(message.action, f"action 0x{message.action:02x}")
+        self._emit(
+            ModemRestarted(
+                RestartSign.HOST_ACTION,
+                f"the modem sent VS_HOST_ACTION.IND ({action}, firmware "
+                f"{message.major_version}.{message.minor_version})",
+            )
+        )
 
     # --- the key --------------------------------------------------------------------------------
 
@@ -393,5 +512,10 @@ class ModemMachine(Machine[ModemEvent]):
         self.modem_mac = mac
         self._emit(ModemFound(mac))
 
-    def _to_modem(self, message: Union[SetKeyReq, VsPlLinkStatusReq]) -> None:
+    def _to_modem(self, message: Union[SetKeyReq, VsPlLinkStatusReq, VsSwVerReq]) -> None:
         self._send(_LOCAL_MODEM, message)
+
+
+def _heartbeat_period(config: ModemConfig) -> float:
+    """MODEM_HEARTBEAT_PERIOD of ``config`` (0 for a config without it: off)."""
+    return float(getattr(config, "modem_heartbeat_period", 0.0))

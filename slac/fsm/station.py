@@ -64,6 +64,7 @@ from slac.fsm.events import (
     MatchingOngoing,
     ModemFound,
     ModemReady,
+    ModemRestarted,
     SessionState,
     SlacEvent,
     StateChanged,
@@ -106,6 +107,8 @@ class KeyPurpose(Enum):
     MATCH = "match"
     #: EV: the EVSE's key, to join its network
     JOIN = "join"
+    #: the modem restarted and lost its key (in the background, before the next plug-in)
+    RESTART = "restart"
 
 
 class _Matcher(Protocol):
@@ -236,6 +239,10 @@ class EvseStation(_Host[EvseMatcher]):
         #: matching waits for the modem (a key, its settle pause) and starts then
         self._match_wanted = False
         self._settle_until: Optional[float] = None
+        #: restarts of the modem noticed (VS_HOST_ACTION.IND, the idle heartbeat)
+        self.modem_restarts = 0
+        #: the last restart noticed (None before the first)
+        self.last_modem_restart: Optional[ModemRestarted] = None
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -246,6 +253,24 @@ class EvseStation(_Host[EvseMatcher]):
     @property
     def modem_mac(self) -> Optional[MacAddress]:
         return self.modem.modem_mac
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the status reports: modem restarts noticed, soundings without values."""
+        return {
+            "modem_restarts": self.modem_restarts,
+            "empty_profile_soundings": self.matcher.empty_profile_runs,
+        }
+
+    @property
+    def idle(self) -> bool:
+        """No EV plugged in (CP A, E, F or none reported yet) and nothing to match."""
+        return (
+            (self.cp_state is None or self.cp_state not in "BCD")
+            and not self._match_wanted
+            and self.matcher.state is not EvseState.WAITING
+            and self.matcher.state is not EvseState.MATCHED
+        )
 
     @property
     def settling(self) -> bool:
@@ -361,6 +386,8 @@ class EvseStation(_Host[EvseMatcher]):
             self._emit(modem_event)
             if isinstance(modem_event, LinkLost):
                 self.restart(now, f"link lost: {modem_event.reason}")
+            elif isinstance(modem_event, ModemRestarted):
+                self._modem_restarted(modem_event, now)
         self._outgoing.extend(self.matcher.frames_to_send())
         for event in self.matcher.events():
             self._emit(event)
@@ -378,7 +405,35 @@ class EvseStation(_Host[EvseMatcher]):
             elif isinstance(event, Stopped):
                 self.modem.stop_supervision()
                 self._set_state(SessionState.UNMATCHED)
+        self._heartbeat(now)
         self._outgoing.extend(self.modem.frames_to_send())
+
+    def _heartbeat(self, now: float) -> None:
+        """The idle heartbeat runs while no EV is plugged in and no key is being set."""
+        if self.idle and not self.modem.key_pending and self._settle_until is None:
+            self.modem.start_heartbeat(now)
+        else:
+            self.modem.stop_heartbeat()
+
+    def _modem_restarted(self, event: ModemRestarted, now: float) -> None:
+        """The modem lost its key: a fresh one now while idle (before the next plug-in),
+        else matching starts again with a fresh key."""
+        self.modem_restarts += 1
+        self.last_modem_restart = event
+        self.key_unsure = True
+        plugged = not self.idle
+        self.log.warning(
+            "the modem restarted (%s; %d restart(s) noticed): it lost its key; %s",
+            event.detail,
+            self.modem_restarts,
+            "matching again with a fresh key" if plugged else "a fresh key now",
+        )
+        if plugged:
+            if self._match_wanted or self.modem.key_pending:
+                return  # a key for this plug-in is on its way (or sent again: key_unsure)
+            self.restart(now, f"the modem restarted: {event.detail}")
+        elif not self.modem.key_pending:
+            self._fresh_key(KeyPurpose.RESTART, now)
 
     def _key_set(self, event: KeySet, now: float) -> None:
         # at once, before any other frame: CM_SLAC_MATCH.CNF hands out what the modem holds
@@ -404,12 +459,13 @@ class EvseStation(_Host[EvseMatcher]):
     def _key_not_set(self, event: KeyNotSet, now: float) -> None:
         purpose, self._key_purpose = self._key_purpose, None
         error = event.error(self.interface)
-        if purpose is KeyPurpose.LEAVE:
+        if purpose in (KeyPurpose.LEAVE, KeyPurpose.RESTART):
             # The plug-in that needs the key says so: the next one sets a key first, and
             # fails with the modem's error if it cannot (never matching with this key).
             self.log.warning(
-                "could not give the modem a fresh key after unplug: %s; the next plug-in "
+                "could not give the modem a fresh key after %s: %s; the next plug-in "
                 "sets one before matching",
+                "unplug" if purpose is KeyPurpose.LEAVE else "its restart",
                 error,
             )
             if self._match_wanted:  # a plug-in waits for this key: it sets its own
