@@ -26,6 +26,7 @@ from slac.fsm.events import (
     EvMatched,
     EvMatchingFailed,
     EvseCandidate,
+    EvseChosen,
     Joined,
     KeyNotSet,
     KeySet,
@@ -68,7 +69,7 @@ class SlacEvSession(DrivenSession[EvStation]):
     :attr:`state`.
     """
 
-    TASK_EVENTS = ()
+    TASK_EVENTS = (EvseChosen, EvMatched, EvMatchingFailed, Joined)
 
     def __init__(
         self,

@@ -15,6 +15,8 @@ import pytest
 
 from slac import (
     Config,
+    FailureReason,
+    MatchingFailedError,
     MatchResult,
     ModemError,
     ModemTimeoutError,
@@ -23,6 +25,7 @@ from slac import (
     SlacSessionController,
     TransportError,
 )
+from slac.fsm.events import MatchingFailed, MatchingOngoing
 from slac.messages import SlacMatchCnf, SlacParmReq, decode_frame
 from slac.testing import fast_config
 from slac.testing.peer import MODEM_MAC, ScriptedPeer
@@ -540,3 +543,52 @@ async def test_link_is_up_tells_what_the_modem_reports(
 def test_no_namespace_or_link_is_left_behind() -> None:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"slacns{os.getpid() % 100000}x" not in names
+
+
+class EventController(SlacSessionController):
+    """Hooks written for the event's data (issue 14: hooks get their data from the event)."""
+
+    def __init__(self) -> None:
+        self.failures: list[MatchingFailed] = []
+        self.ongoing: list[MatchingOngoing] = []
+        self.results: list[MatchResult] = []
+
+    async def notify_matching_ongoing(self, evse_id: str, event: object = None) -> None:
+        assert isinstance(event, MatchingOngoing)
+        self.ongoing.append(event)
+
+    async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
+        self.results.append(result)
+
+    async def notify_matching_failed(self, evse_id: str, failure: object = None) -> None:
+        assert isinstance(failure, MatchingFailed)
+        self.failures.append(failure)
+
+
+async def test_hooks_that_take_the_event_get_its_data(link: Link, peer: ScriptedPeer) -> None:
+    """notify_matching_ongoing gets the EV and RunID, notify_matched the attenuation this
+    EVSE measured, notify_matching_failed the reason (an enum) of a plug-in without SLAC."""
+    session = SlacEvseSession("DE*TST*E0001", link.evse_if, fast_config(slac_init_timeout=0.5))
+    controller = EventController()
+    try:
+        await session.evse_set_key()
+        await controller.process_cp_state(session, "B")
+        await peer.run_ev(RUN_ID)
+        await session.wait_matched(timeout=2)
+        await asyncio.sleep(0.05)
+        (ongoing,) = controller.ongoing
+        assert (ongoing.ev_mac, ongoing.run_id) == (peer.ev_mac, RUN_ID)
+        (result,) = controller.results
+        assert result.attenuation is not None and result.ev_mac == peer.ev_mac
+        await controller.process_cp_state(session, "A")
+        await controller.process_cp_state(session, "B")  # nobody sends CM_SLAC_PARM.REQ
+        task = session.matching_task
+        assert task is not None
+        await asyncio.wait_for(task, 3)
+        (failure,) = controller.failures
+        assert failure.reason is FailureReason.NO_PARM_REQ
+        with pytest.raises(MatchingFailedError) as raised:
+            await session.wait_matched(timeout=1)
+        assert raised.value.reason is FailureReason.NO_PARM_REQ
+    finally:
+        await session.close()

@@ -1,0 +1,52 @@
+"""One exception tree (issue 14 item 3): the CP-state and usage errors, both matching-failed
+errors in slac.errors with their old import paths still working."""
+
+from __future__ import annotations
+
+import pytest
+
+import slac
+from slac import errors
+from slac.fsm.evse import parse_cp_state
+from slac.session import SlacSession, _takes_data
+
+
+def test_a_bad_control_pilot_state_is_a_cp_state_error_and_still_a_value_error() -> None:
+    with pytest.raises(errors.CpStateError, match="not a control-pilot state: 'G'"):
+        parse_cp_state("G")
+    assert issubclass(errors.CpStateError, errors.UsageError)
+    assert issubclass(errors.UsageError, ValueError)  # what callers caught before
+    assert issubclass(errors.UsageError, errors.SlacError)
+
+
+def test_an_evse_without_an_id_is_a_usage_error() -> None:
+    with pytest.raises(errors.UsageError, match="an EVSE needs an id"):
+        SlacSession("", "eth0")
+
+
+def test_the_matching_failed_errors_live_in_errors_and_at_their_old_paths() -> None:
+    from slac.ev import EvMatchingFailedError
+    from slac.session import MatchingFailedError
+
+    assert MatchingFailedError is errors.MatchingFailedError is slac.MatchingFailedError
+    assert EvMatchingFailedError is errors.EvMatchingFailedError is slac.EvMatchingFailedError
+    assert issubclass(EvMatchingFailedError, MatchingFailedError)
+
+
+def test_a_matching_failed_error_carries_the_failure_s_reason() -> None:
+    failure = slac.fsm.events.MatchingFailed(slac.FailureReason.NO_SOUNDS, 1, "no profiles")
+    error = errors.MatchingFailedError("matching failed", failure)
+    assert error.reason is slac.FailureReason.NO_SOUNDS
+    assert errors.MatchingFailedError("no failure known").reason is None
+
+
+def test_hooks_with_the_evse_id_alone_keep_working_beside_hooks_that_take_the_event() -> None:
+    async def old(evse_id: str) -> None: ...
+
+    async def new(evse_id: str, failure: object = None) -> None: ...
+
+    async def anything(*args: object) -> None: ...
+
+    assert not _takes_data(old)
+    assert _takes_data(new)
+    assert _takes_data(anything)
