@@ -425,6 +425,14 @@ class ModemConfig(Settings):
         "means the modem restarted and lost its key, and a fresh key is set before the next "
         "plug-in (VS_HOST_ACTION.IND is heeded always); 0 turns the heartbeat off",
     )
+    interface_strict: bool = setting(
+        False,
+        env="INTERFACE_STRICT",
+        unit="bool",
+        doc="`slac evse`: an EVSE's interface that does not exist or is down at start-up is an "
+        "error (exit code 2); false: that EVSE is reported unavailable and waited for (tries "
+        "0.5 s apart, doubling to 30 s; INFO, then a WARNING after 30 s) while the others run",
+    )
     set_key_concurrency: int = setting(
         0,
         env="SET_KEY_CONCURRENCY",

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from slac.driver import DrivenSession
 from slac.environment import Config
-from slac.errors import ConfigError, MatchingFailedError, SlacError, UsageError
+from slac.errors import ConfigError, MatchingFailedError, SlacError, TransportError, UsageError
 from slac.fsm.events import (
     FailureReason,
     KeyNotSet,
@@ -40,6 +40,7 @@ from slac.fsm.events import (
     MatchingOngoing,
     MatchingStarted,
     ModemReady,
+    ModemRestarted,
     SessionState,
     SlacEvent,
     StateChanged,
@@ -47,11 +48,12 @@ from slac.fsm.events import (
     StopReason,
 )
 from slac.fsm.evse import EvseMatcher, parse_cp_state
+from slac.fsm.interface import InterfaceWait
 from slac.fsm.modem import ModemMachine
 from slac.fsm.station import CpAction, EvseStation
 from slac.fsm.station_view import StationView
 from slac.host import ModemHost
-from slac.sockets.async_linux_socket import RawSocket
+from slac.sockets.async_linux_socket import RawSocket, interface_unavailable
 from slac.tools.pcap import SharedPcap
 from slac.utils import MacAddress
 
@@ -168,6 +170,8 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         self.last_result: Optional[MatchResult] = None
         #: the failure that ended the last plug-in (None after a match)
         self.last_failure: Optional[MatchingFailed] = None
+        #: why the interface cannot be opened while the state is UNAVAILABLE
+        self.unavailable_reason: Optional[str] = None
         self._pcap: Optional[SharedPcap] = None
 
     # --- what the machine knows ----------------------------------------------------------------
@@ -200,6 +204,15 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         """An EV received the current key: the next match needs a fresh one."""
         return self.machine is not None and self.machine.key_given_out
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """What the status reports besides the state: restarts of the modem noticed, and
+        soundings whose profiles carried no values (EMPTY_PROFILE_ATTENUATION reported)."""
+        station = self.machine
+        if station is None:
+            return {"modem_restarts": 0, "empty_profile_soundings": 0}
+        return station.counters
+
     # --- life cycle ---------------------------------------------------------------------------
 
     def _new_machine(self, mac: MacAddress) -> EvseStation:
@@ -228,6 +241,32 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
             self.host.observers.append(self._capture)
             self.log.info("writing every SLAC frame to %s", self.config.pcap_file)
         self.evse_mac = self.host.mac
+
+    async def wait_open(self, *, strict: bool = False) -> None:
+        """Open the interface, waiting for it while it does not exist yet or is down (issue
+        15 item 1): state :attr:`SessionState.UNAVAILABLE` meanwhile (the listeners hear
+        it), an INFO line, tries with a growing pause (:class:`~slac.fsm.interface.InterfaceWait`),
+        a WARNING after 30 s; then state UNMATCHED. ``strict``, a bad interface name or a
+        missing permission: the error at once (TransportError), as :meth:`open`."""
+        loop = asyncio.get_running_loop()
+        wait = InterfaceWait(self.network_interface, self.log)
+        while True:
+            try:
+                await self.open()
+                break
+            except TransportError as exc:
+                if strict or interface_unavailable(self.network_interface) is None:
+                    raise
+                self.unavailable_reason = str(exc)
+                if self.state is not SessionState.UNAVAILABLE:
+                    self.state = SessionState.UNAVAILABLE
+                    self._tell_listeners()
+                again = wait.failed(loop.time(), str(exc))
+                await asyncio.sleep(max(0.0, again - loop.time()))
+        if wait.opened(loop.time()) is not None or self.state is SessionState.UNAVAILABLE:
+            self.unavailable_reason = None
+            self.state = SessionState.UNMATCHED
+            self._tell_listeners()
 
     async def close(self) -> None:
         """Stop matching, cancel this session's task and close the socket; a key change
@@ -275,6 +314,8 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         elif isinstance(event, MatchingFailed):
             self.last_failure = event
         super()._on_event(event)
+        if isinstance(event, ModemRestarted):
+            self._tell_listeners()  # the status carries the restart counter
 
     def _state_changed(self, event: StateChanged, changed: bool) -> None:
         if changed:
@@ -346,6 +387,10 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         """
         letter = parse_cp_state(state)
         station = self.machine
+        if self.state is SessionState.UNAVAILABLE:  # kept for when the interface comes
+            self.cp_state = letter
+            self.log.info("control pilot %s while the EVSE is unavailable: kept", letter)
+            return CpAction.NONE
         if station is None or not self.host.is_open:  # not open yet: nothing is matching
             self.cp_state = letter
             if letter in "BCD":

@@ -21,9 +21,11 @@ from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
-from slac.errors import ConfigError, SlacError, UsageError
+from slac.errors import ConfigError, SlacError, TransportError, UsageError
+from slac.fsm.events import SessionState
 from slac.fsm.station_view import StationView
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
+from slac.sockets.async_linux_socket import interface_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +39,40 @@ class StateReport:
     ev_mac: Optional[str]
     run_id: Optional[str]
     timestamp: float
+    #: restarts of the EVSE's modem noticed so far (VS_HOST_ACTION.IND, the heartbeat)
+    modem_restarts: int = 0
+    #: soundings whose profiles had no values (NumGroups 0: EMPTY_PROFILE_ATTENUATION sent)
+    empty_profile_soundings: int = 0
+    #: state "unavailable": why (the interface does not exist yet, or is down)
+    reason: Optional[str] = None
 
     @classmethod
     def of(cls, session: SlacSession) -> StateReport:
+        counters = getattr(session, "counters", {})
         return cls(
             evse_id=session.evse_id,
             state=session.state.value,
             ev_mac=str(session.ev_mac) if session.ev_mac is not None else None,
             run_id=session.run_id.hex() if session.run_id is not None else None,
             timestamp=round(time.time(), 3),
+            modem_restarts=counters.get("modem_restarts", 0),
+            empty_profile_soundings=counters.get("empty_profile_soundings", 0),
+            reason=getattr(session, "unavailable_reason", None),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "evse_id": self.evse_id,
             "state": self.state,
             "ev_mac": self.ev_mac,
             "run_id": self.run_id,
             "timestamp": self.timestamp,
+            "modem_restarts": self.modem_restarts,
+            "empty_profile_soundings": self.empty_profile_soundings,
         }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -93,20 +110,40 @@ class EvseService(SlacSessionController):
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
+        #: EVSEs whose interface is waited for (issue 15 item 1), by id
+        self.waiting: dict[str, asyncio.Task[None]] = {}
+        self._keying: Optional[asyncio.Semaphore] = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every interface (TransportError names the first that fails), then give every
-        modem a key at once. A modem that does not take its key is
-        reported and tried again when an EV plugs in: the other EVSEs run meanwhile."""
+        """Open every interface, then give every modem a key, ``SET_KEY_CONCURRENCY`` at a
+        time (0: all at once). An interface that does not exist yet or is down makes its EVSE
+        ``unavailable``: it is waited for in the background and keyed when it comes, while
+        the others run (with ``INTERFACE_STRICT``: TransportError, as any other interface
+        error, naming the first that fails). A modem that does not take its key is reported
+        and tried again when an EV plugs in: the other EVSEs run meanwhile."""
+        limit = self.config.set_key_concurrency
+        self._keying = asyncio.Semaphore(limit) if limit > 0 else None
+        ready: list[SlacEvseSession] = []
         for session in self.sessions.values():
-            await session.open()  # with PCAP_FILE, every session writes to that one file
+            try:
+                await session.open()  # with PCAP_FILE, every session writes to that one file
+            except TransportError as exc:
+                if self.config.interface_strict:
+                    raise
+                if interface_unavailable(session.network_interface) is None:
+                    raise  # a bad name, a permission: no waiting helps
+                session.state, session.unavailable_reason = SessionState.UNAVAILABLE, str(exc)
+                self.waiting[session.evse_id] = asyncio.get_running_loop().create_task(
+                    self._bring_up(session), name=f"slac-interface-{session.evse_id}"
+                )
+                continue
+            ready.append(session)
         results = await asyncio.gather(
-            *(session.evse_set_key() for session in self.sessions.values()),
-            return_exceptions=True,
+            *(self._key(session) for session in ready), return_exceptions=True
         )
-        for session, result in zip(self.sessions.values(), results):
+        for session, result in zip(ready, results):
             if isinstance(result, (SlacError, OSError)):
                 session.log.error("%s; trying again at the next plug-in", result)
             elif isinstance(result, BaseException):
@@ -119,8 +156,35 @@ class EvseService(SlacSessionController):
             ", ".join(f"{s.evse_id} on {s.network_interface}" for s in self.sessions.values()),
         )
 
+    async def _key(self, session: SlacEvseSession) -> None:
+        """A key for this EVSE's modem, within the keying limit (SET_KEY_CONCURRENCY)."""
+        if self._keying is None:
+            await session.evse_set_key()
+            return
+        async with self._keying:
+            await session.evse_set_key()
+
+    async def _bring_up(self, session: SlacEvseSession) -> None:
+        """Wait for the EVSE's interface, key its modem, and match if an EV is plugged in."""
+        try:
+            await session.wait_open()
+            try:
+                await self._key(session)
+            except (SlacError, OSError) as exc:
+                session.log.error("%s; trying again at the next plug-in", exc)
+            if session.cp_state is not None and session.cp_state in "BCD":
+                await self.process_cp_state(session, session.cp_state)
+        except (SlacError, OSError) as exc:
+            session.log.error("the interface cannot be used: %s", exc)
+        finally:
+            self.waiting.pop(session.evse_id, None)
+
     async def close(self) -> None:
         """Stop matching everywhere, give matched modems a fresh key, close the sockets."""
+        for task in list(self.waiting.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for session in self.sessions.values():
             if session.key_given_out and self.config.reset_key_on_unplug:
                 session.schedule_leave()

@@ -120,6 +120,8 @@ class SessionState(str, Enum):
     MATCHING = "matching"
     MATCHED = "matched"
     FAILED = "failed"
+    #: EVSE: its interface does not exist yet or is down (``slac evse`` waits for it)
+    UNAVAILABLE = "unavailable"
 
 
 # --- the base -----------------------------------------------------------------------------------

@@ -96,9 +96,9 @@ __all__ = [
     "ModemFound",
     "ModemMachine",
     "ModemRestarted",
+    "ModemSettings",
     "ModemSilent",
     "RestartSign",
-    "ModemSettings",
     "SupervisionOff",
 ]
 
@@ -370,9 +370,7 @@ class ModemMachine(Machine[ModemEvent]):
             )
 
     def _on_host_action(self, frame: Frame, message: VsHostActionInd) -> None:
-        if frame.src.is_multicast or (
-            self.modem_mac is not None and frame.src != self.modem_mac
-        ):
+        if frame.src.is_multicast or (self.modem_mac is not None and frame.src != self.modem_mac):
             self.log.debug("VS_HOST_ACTION.IND from %s (not our modem) ignored", frame.src)
             return
         self._send(frame.src, VsHostActionRsp(status=0))  # stops the modem's resends
