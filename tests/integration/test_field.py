@@ -170,7 +170,7 @@ async def restart_then_match(bed: Bed, config: Config) -> tuple[StateReport, byt
     finally:
         await service.close()
     assert bed.modem().restarts == 1
-    assert matched.nid == nid_from_nmk(fresh)  # type: ignore[arg-type]
+    assert matched.nid == nid_from_nmk(fresh)
     assert fresh is not None
     return restarted, first, fresh
 

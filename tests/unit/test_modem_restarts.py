@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Any, Callable
 
 import pytest
 
@@ -42,7 +43,7 @@ def config(**values: object) -> Config:
     return Config(**base)  # type: ignore[arg-type]
 
 
-def requests_of(clock: MachineClock, kind: type) -> list[float]:
+def requests_of(clock: MachineClock[Any], kind: type) -> list[float]:
     return [at for at, o in clock.sent_at if isinstance(o.message, kind)]
 
 
@@ -132,18 +133,18 @@ def test_host_action_ind_from_another_station_than_our_modem_is_ignored() -> Non
 # --- the EVSE station ----------------------------------------------------------------------------
 
 
-def keys() -> object:
+def keys() -> Callable[[int], bytes]:
     counter = itertools.count(1)
     return lambda n: bytes([next(counter)]) * n
 
 
 class Station(MachineClock[EvseStation]):
     def __init__(self, **values: object) -> None:
-        station = EvseStation(HOST, config(**values), interface="eth9", token_bytes=keys())  # type: ignore[arg-type]
+        station = EvseStation(HOST, config(**values), interface="eth9", token_bytes=keys())
         super().__init__(station, HOST)
 
     def key_requests(self) -> list[SetKeyReq]:
-        return [o.message for _, o in self.sent_at if isinstance(o.message, SetKeyReq)]  # type: ignore[misc]
+        return [o.message for _, o in self.sent_at if isinstance(o.message, SetKeyReq)]
 
     def confirm_key(self) -> None:
         self.feed(SetKeyCnf(result=1), MODEM)
