@@ -433,6 +433,31 @@ class ModemConfig(Settings):
         "error (exit code 2); false: that EVSE is reported unavailable and waited for (tries "
         "0.5 s apart, doubling to 30 s; INFO, then a WARNING after 30 s) while the others run",
     )
+    reset_after_failures: int = setting(
+        0,
+        env="RESET_AFTER_FAILURES",
+        unit="count",
+        rule=NOT_NEGATIVE,
+        doc="Reset the modem (QCA VS_RS_DEV.REQ) when the EV unplugs after this many plug-ins "
+        "in a row that failed to match; then wait for the modem (VS_SW_VER) and give it a "
+        "fresh key; 0: never",
+    )
+    reset_on_unplug: bool = setting(
+        False,
+        env="RESET_ON_UNPLUG",
+        unit="bool",
+        doc="Reset the modem (VS_RS_DEV.REQ) after every unplug (for modems that must be "
+        "reset between sessions); the fresh key follows once it answers again",
+    )
+    modem_reset_wait: float = setting(
+        30.0,
+        env="MODEM_RESET_WAIT",
+        unit="s",
+        rule=POSITIVE,
+        doc="After a reset, how long the modem may take to answer VS_SW_VER again; a modem "
+        "that does not take VS_RS_DEV.REQ or does not come back within it is unresponsive: "
+        "the hardware reset hook runs (the station file's reset_command)",
+    )
     set_key_concurrency: int = setting(
         0,
         env="SET_KEY_CONCURRENCY",

@@ -41,6 +41,7 @@ from slac.fsm.events import (
     MatchingStarted,
     ModemReady,
     ModemRestarted,
+    ModemUnresponsive,
     SessionState,
     SlacEvent,
     StateChanged,
@@ -172,6 +173,9 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         self.last_failure: Optional[MatchingFailed] = None
         #: why the interface cannot be opened while the state is UNAVAILABLE
         self.unavailable_reason: Optional[str] = None
+        #: called (in the loop) when the modem does not answer any more, even after
+        #: VS_RS_DEV.REQ: the controller's hardware reset hook (``reset_modem_hardware``)
+        self.unresponsive_listeners: list[Callable[[SlacEvseSession, ModemUnresponsive], None]] = []
         self._pcap: Optional[SharedPcap] = None
 
     # --- what the machine knows ----------------------------------------------------------------
@@ -210,7 +214,7 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         soundings whose profiles carried no values (EMPTY_PROFILE_ATTENUATION reported)."""
         station = self.machine
         if station is None:
-            return {"modem_restarts": 0, "empty_profile_soundings": 0}
+            return {}
         return station.counters
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -316,6 +320,9 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         super()._on_event(event)
         if isinstance(event, ModemRestarted):
             self._tell_listeners()  # the status carries the restart counter
+        elif isinstance(event, ModemUnresponsive):
+            for listener in self.unresponsive_listeners:
+                listener(self, event)
 
     def _state_changed(self, event: StateChanged, changed: bool) -> None:
         if changed:
@@ -344,6 +351,18 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
 
     #: the older name of :meth:`leave`
     leave_logical_network = leave
+
+    def reset_modem(self, why: str = "asked") -> None:
+        """Reset the modem now (VS_RS_DEV.REQ); it is waited for and keyed in the background."""
+        station = self.machine
+        if station is not None and self.host.is_open:
+            self._need_driver().call(lambda now: station.reset_modem(now, why))
+
+    def hardware_reset_done(self) -> None:
+        """A hardware reset of the modem ran: wait for it (VS_SW_VER), then a fresh key."""
+        station = self.machine
+        if station is not None and self.host.is_open:
+            self._need_driver().call(station.hardware_reset_done)
 
     def schedule_leave(self) -> None:
         """Leave the logical network in the background; the next matching waits for it."""
@@ -597,6 +616,18 @@ class SlacSessionController:
             session.log.exception("notify_matching_failed raised")
 
     # --- hooks ------------------------------------------------------------------------------------
+
+    async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
+        """The EVSE's modem does not answer any more, not even VS_RS_DEV.REQ (``reason``):
+        reset it by hardware (a reset line, its power) and return True once done; the
+        session then waits for the modem and gives it a fresh key. Default: a WARNING, False
+        (nothing done). ``slac evse`` runs the station file's ``reset_command``."""
+        logger.warning(
+            "EVSE %s: the modem needs a hardware reset (%s), but none is configured",
+            evse_id,
+            reason,
+        )
+        return False
 
     async def enable_hlc_charging(self, evse_id: str) -> None:
         """The EVSE is ready to match: signal high-level communication (5 % PWM on the CP).

@@ -12,17 +12,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError, TransportError, UsageError
-from slac.fsm.events import SessionState
+from slac.fsm.events import ModemUnresponsive, SessionState
 from slac.fsm.station_view import StationView
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
 from slac.sockets.async_linux_socket import interface_unavailable
@@ -43,6 +44,9 @@ class StateReport:
     modem_restarts: int = 0
     #: soundings whose profiles had no values (NumGroups 0: EMPTY_PROFILE_ATTENUATION sent)
     empty_profile_soundings: int = 0
+    #: VS_RS_DEV.REQ sent to the modem, and hardware resets asked for
+    modem_resets: int = 0
+    hardware_resets: int = 0
     #: state "unavailable": why (the interface does not exist yet, or is down)
     reason: Optional[str] = None
 
@@ -57,6 +61,8 @@ class StateReport:
             timestamp=round(time.time(), 3),
             modem_restarts=counters.get("modem_restarts", 0),
             empty_profile_soundings=counters.get("empty_profile_soundings", 0),
+            modem_resets=counters.get("modem_resets", 0),
+            hardware_resets=counters.get("hardware_resets", 0),
             reason=getattr(session, "unavailable_reason", None),
         )
 
@@ -69,6 +75,8 @@ class StateReport:
             "timestamp": self.timestamp,
             "modem_restarts": self.modem_restarts,
             "empty_profile_soundings": self.empty_profile_soundings,
+            "modem_resets": self.modem_resets,
+            "hardware_resets": self.hardware_resets,
         }
         if self.reason is not None:
             data["reason"] = self.reason
@@ -79,6 +87,8 @@ class StateReport:
 
 
 StateListener = Callable[[StateReport], None]
+#: how long a station file's reset_command may run (s)
+RESET_COMMAND_TIMEOUT = 30.0
 
 
 def service_session(evse_id: str, network_interface: str, config: Config) -> SlacEvseSession:
@@ -101,12 +111,22 @@ class EvseService(SlacSessionController):
         #: what the station's EVSEs heard of each EV: an EVSE leaves a car that another one
         #: hears clearly better to that one (slac.fsm.station_view)
         self.station = StationView()
+        self.specs: dict[str, EvseSpec] = {}
+        #: hardware resets running, by EVSE id
+        self.resetting: dict[str, asyncio.Task[None]] = {}
         for spec in evses:
-            session = session_factory(spec.evse_id, spec.network_interface, self.config)
+            config = self.config
+            if spec.sounding_attenuation_offset is not None:
+                config = replace(
+                    config, sounding_attenuation_offset=spec.sounding_attenuation_offset
+                )
+            session = session_factory(spec.evse_id, spec.network_interface, config)
             if session.station_view is None:
                 session.station_view = self.station
             session.state_listeners.append(self._state_changed)
+            session.unresponsive_listeners.append(self._unresponsive)
             self.sessions[spec.evse_id] = session
+            self.specs[spec.evse_id] = spec
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
@@ -179,9 +199,56 @@ class EvseService(SlacSessionController):
         finally:
             self.waiting.pop(session.evse_id, None)
 
+    def _unresponsive(self, session: SlacEvseSession, event: ModemUnresponsive) -> None:
+        if session.evse_id in self.resetting:
+            return
+        self.resetting[session.evse_id] = asyncio.get_running_loop().create_task(
+            self._hardware_reset(session, event.detail),
+            name=f"slac-hardware-reset-{session.evse_id}",
+        )
+
+    async def _hardware_reset(self, session: SlacEvseSession, reason: str) -> None:
+        try:
+            if await self.reset_modem_hardware(session.evse_id, reason):
+                session.hardware_reset_done()
+        except Exception:
+            session.log.exception("the hardware reset failed")
+        finally:
+            self.resetting.pop(session.evse_id, None)
+
+    async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
+        """Run the station file's ``reset_command`` of this EVSE (without a shell; at most
+        RESET_COMMAND_TIMEOUT s): True when it exits with 0."""
+        spec = self.specs.get(evse_id)
+        command = spec.reset_command if spec is not None else None
+        if not command:
+            return await super().reset_modem_hardware(evse_id, reason)
+        log = self.sessions[evse_id].log
+        log.warning("the modem needs a hardware reset (%s): running %s", reason, command)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *shlex.split(command),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), RESET_COMMAND_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.error("reset_command %r failed: %s", command, exc or "timed out")
+            return False
+        if process.returncode != 0:
+            log.error(
+                "reset_command %r exited with %s: %s",
+                command,
+                process.returncode,
+                err.decode(errors="replace").strip()[-200:],
+            )
+            return False
+        log.info("hardware reset done; waiting for the modem")
+        return True
+
     async def close(self) -> None:
         """Stop matching everywhere, give matched modems a fresh key, close the sockets."""
-        for task in list(self.waiting.values()):
+        for task in [*self.waiting.values(), *self.resetting.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

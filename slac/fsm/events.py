@@ -346,6 +346,8 @@ class RestartSign(Enum):
     HEARTBEAT = "heartbeat answered again"
     #: the heartbeat's VS_SW_VER.CNF names another firmware than before
     FIRMWARE_CHANGED = "firmware changed"
+    #: the modem answers again after a reset (VS_RS_DEV.REQ, or the hardware reset hook)
+    RESET = "back after a reset"
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,14 @@ class ModemRestarted(SlacEvent):
     """The local modem restarted: the key it was given is gone (a fresh one follows)."""
 
     sign: RestartSign
+    detail: str
+
+
+@dataclass(frozen=True)
+class ModemUnresponsive(SlacEvent):
+    """The modem did not take VS_RS_DEV.REQ, or did not come back within MODEM_RESET_WAIT
+    after a reset: only a hardware reset (the controller's ``reset_modem_hardware``) helps."""
+
     detail: str
 
 
@@ -402,6 +412,7 @@ ModemEvent = Union[
     SupervisionOff,
     ModemRestarted,
     ModemSilent,
+    ModemUnresponsive,
 ]
 
 __all__ += [
@@ -431,6 +442,7 @@ __all__ += [
     "ModemReady",
     "ModemRestarted",
     "ModemSilent",
+    "ModemUnresponsive",
     "RestartSign",
     "RunEnded",
     "SessionState",

@@ -235,3 +235,97 @@ async def test_16_modems_are_keyed_4_at_a_time() -> None:
     for i in range(4, 16):  # the 5th starts only once the 1st has settled, and so on
         assert starts[i] - starts[i - 4] >= settle * 0.95, starts
     assert took >= 4 * settle * 0.95
+
+
+# --- item 3: resets ------------------------------------------------------------------------------
+
+
+async def test_a_wedged_modem_is_reset_after_k_failed_plug_ins_and_the_next_car_matches(
+    bed: Bed,
+) -> None:
+    """RESET_AFTER_FAILURES=2: a wedged modem (no CM_SET_KEY.CNF, forwards nothing) fails two
+    plug-ins; at the second unplug it gets VS_RS_DEV.REQ, is waited for (VS_SW_VER), keyed,
+    and the next car matches."""
+    bed.modem().wedged = True
+    service = EvseService(
+        [EvseSpec("DE*TST*E1", bed.topo.evse_interfaces[0])],
+        fast_config(reset_after_failures=2),
+    )
+    reports = Reports(service)
+    try:
+        await service.start()  # the key is not confirmed: logged, tried at the plug-in
+        for n in (1, 2):
+            await service.set_cp("B")
+            await reports.until(
+                lambda _, n=n: sum(r.state == "failed" for r in reports.seen) >= n  # type: ignore[misc]
+            )
+            assert bed.modem().resets == 0
+            await service.set_cp("A")
+        report = await reports.until(lambda r: r.modem_resets == 1)
+        for _ in range(100):
+            if bed.modem().keys_set >= 1:
+                break
+            await asyncio.sleep(0.05)
+        await service.set_cp("B")
+        matched = await bed.ev_match()
+        key = bed.modem().nmk
+        await reports.until(lambda r: r.state == "matched")
+    finally:
+        await service.close()
+    assert bed.modem().resets == 1 and not bed.modem().wedged
+    assert matched.nid == nid_from_nmk(key)
+    assert report.to_dict()["modem_resets"] == 1
+
+
+async def test_a_silent_modem_gets_the_hardware_reset_hook_then_is_keyed(bed: Bed) -> None:
+    """A modem that answers nothing, not even VS_RS_DEV.REQ: the controller's
+    reset_modem_hardware runs (here: the virtual powerline's power cycle), the modem is
+    waited for and keyed, and a car matches."""
+
+    calls: list[str] = []
+
+    class Station(EvseService):
+        async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
+            calls.append(reason)
+            bed.powerline.power_cycle_modem(bed.port())
+            return True
+
+    service = Station(
+        [EvseSpec("DE*TST*E1", bed.topo.evse_interfaces[0])], fast_config(reset_on_unplug=True)
+    )
+    reports = Reports(service)
+    try:
+        await service.start()
+        bed.modem().silent = True  # wedged for good: only the reset line helps
+        await service.set_cp("B")
+        await asyncio.sleep(0.2)
+        await service.set_cp("A")  # RESET_ON_UNPLUG: VS_RS_DEV.REQ, unanswered
+        await reports.until(lambda r: r.hardware_resets == 1)
+        for _ in range(100):
+            if bed.modem().keys_set >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await service.set_cp("B")
+        matched = await bed.ev_match()
+        key = bed.modem().nmk
+    finally:
+        await service.close()
+    assert calls and "did not answer VS_RS_DEV.REQ" in calls[0]
+    assert bed.modem().restarts >= 1 and bed.modem().keys_set >= 2
+    assert matched.nid == nid_from_nmk(key)
+
+
+async def test_the_station_files_reset_command_is_the_hardware_reset(
+    bed: Bed, tmp_path: Any
+) -> None:
+    done = tmp_path / "reset-done"
+    service = EvseService(
+        [EvseSpec("DE*TST*E1", bed.topo.evse_interfaces[0], reset_command=f"touch {done}")],
+        fast_config(),
+    )
+    try:
+        await service.start()
+        assert await service.reset_modem_hardware("DE*TST*E1", "test")
+    finally:
+        await service.close()
+    assert done.exists()

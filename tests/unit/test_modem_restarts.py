@@ -12,7 +12,7 @@ import pytest
 
 from slac import Config
 from slac.enums import PLC_LOCAL_MAC
-from slac.fsm.events import KeySet, ModemRestarted, ModemSilent, RestartSign
+from slac.fsm.events import KeySet, ModemRestarted, ModemSilent, ModemUnresponsive, RestartSign
 from slac.fsm.modem import ModemMachine
 from slac.fsm.station import CpAction, EvseStation
 from slac.messages import (
@@ -21,6 +21,8 @@ from slac.messages import (
     SlacParmReq,
     VsHostActionInd,
     VsHostActionRsp,
+    VsRsDevCnf,
+    VsRsDevReq,
     VsSwVerCnf,
     VsSwVerReq,
 )
@@ -222,3 +224,92 @@ def test_a_restart_while_plugged_in_matches_again_with_a_fresh_key() -> None:
     assert len(s.key_requests()) == 2  # begin_matching again: the key is unsure
     s.confirm_key()
     assert s.events_of(KeySet)[-1].nmk == s.key_requests()[1].new_key
+
+
+# --- resets (issue 15 item 3) ---------------------------------------------------------------------
+
+
+def failed_plugin(s: Station) -> None:
+    """A plug-in whose key the modem does not confirm (KEY_NOT_SET), then unplug."""
+    s.call(lambda now: s.machine.cp_state_changed("B", now))
+    s.call(lambda now: s.machine.begin_matching(now, key_needed=True))
+    s.advance(10.0)  # CM_SET_KEY.REQ unanswered: 1 + 2 + 4 s
+    s.call(lambda now: s.machine.cp_state_changed("A", now))
+
+
+def test_no_reset_by_default_however_many_plug_ins_fail() -> None:
+    s = started()
+    for _ in range(5):
+        failed_plugin(s)
+    assert requests_of(s, VsRsDevReq) == []
+    assert s.machine.failed_plugins == 5
+
+
+def test_the_modem_is_reset_after_k_failed_plug_ins_then_waited_for_and_keyed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Station(reset_after_failures=2)
+    s.call(s.machine.set_key)
+    s.confirm_key()
+    failed_plugin(s)
+    assert requests_of(s, VsRsDevReq) == []
+    with caplog.at_level(logging.WARNING):
+        failed_plugin(s)
+    (reset_at,) = requests_of(s, VsRsDevReq)
+    assert "resetting the modem (VS_RS_DEV.REQ): 2 plug-ins in a row without a match" in (
+        caplog.text
+    )
+    keys_before = len(s.key_requests())
+    s.feed(VsRsDevCnf(status=0), MODEM)
+    s.advance(1.2)  # the modem restarts: VS_SW_VER every 0.5 s until it answers
+    probes = [t for t in requests_of(s, VsSwVerReq) if t > reset_at]
+    assert len(probes) >= 2
+    assert len(s.key_requests()) == keys_before  # no key into a modem that is away
+    s.answer_heartbeat()
+    assert len(s.key_requests()) == keys_before + 1  # back: a fresh key
+    s.confirm_key()
+    assert not s.machine.key_unsure
+    assert s.machine.counters["modem_resets"] == 1 and s.machine.failed_plugins == 0
+    assert s.machine.modem_restarts == 0  # a reset we asked for is no restart
+
+
+def test_reset_on_unplug_resets_after_every_plug_in() -> None:
+    s = Station(reset_on_unplug=True)
+    s.call(s.machine.set_key)
+    s.confirm_key()
+    s.call(lambda now: s.machine.cp_state_changed("A", now))  # no plug-in yet: no reset
+    assert requests_of(s, VsRsDevReq) == []
+    s.call(lambda now: s.machine.cp_state_changed("B", now))
+    s.call(lambda now: s.machine.cp_state_changed("A", now))
+    assert len(requests_of(s, VsRsDevReq)) == 1
+
+
+def test_a_modem_that_does_not_take_the_reset_is_unresponsive() -> None:
+    s = Station(reset_on_unplug=True)
+    s.call(s.machine.set_key)
+    s.confirm_key()
+    s.call(lambda now: s.machine.cp_state_changed("B", now))
+    s.call(lambda now: s.machine.cp_state_changed("A", now))
+    s.advance(5.0)  # VS_RS_DEV.REQ sent 3 times, never confirmed
+    assert len(requests_of(s, VsRsDevReq)) == 3
+    (unresponsive,) = s.events_of(ModemUnresponsive)
+    assert "did not answer VS_RS_DEV.REQ" in unresponsive.detail
+    assert s.machine.counters["hardware_resets"] == 1
+    # the hardware reset hook ran: the modem is waited for, then keyed
+    keys = len(s.key_requests())
+    s.call(s.machine.hardware_reset_done)
+    s.advance(0.1)
+    s.answer_heartbeat()
+    assert len(s.key_requests()) == keys + 1
+
+
+def test_a_modem_that_does_not_come_back_within_modem_reset_wait_is_unresponsive() -> None:
+    s = Station(reset_on_unplug=True, modem_reset_wait=3.0)
+    s.call(s.machine.set_key)
+    s.confirm_key()
+    s.call(lambda now: s.machine.cp_state_changed("B", now))
+    s.call(lambda now: s.machine.cp_state_changed("A", now))
+    s.feed(VsRsDevCnf(status=0), MODEM)
+    s.advance(10.0)
+    (unresponsive,) = s.events_of(ModemUnresponsive)
+    assert "within 3 s of its reset" in unresponsive.detail
