@@ -256,9 +256,7 @@ async def test_a_wedged_modem_is_reset_after_k_failed_plug_ins_and_the_next_car_
         await service.start()  # the key is not confirmed: logged, tried at the plug-in
         for n in (1, 2):
             await service.set_cp("B")
-            await reports.until(
-                lambda _, n=n: sum(r.state == "failed" for r in reports.seen) >= n  # type: ignore[misc]
-            )
+            await reports.until(lambda _, n=n: sum(r.state == "failed" for r in reports.seen) >= n)
             assert bed.modem().resets == 0
             await service.set_cp("A")
         report = await reports.until(lambda r: r.modem_resets == 1)
