@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import secrets
 from collections.abc import MutableMapping
@@ -476,28 +475,15 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
     wait_matched = match
 
 
-_HookData = Any
-
-
-def _takes_data(hook: Callable[..., Any]) -> bool:
-    """Whether an overridden hook takes the event's data (a second argument): hooks written
-    for the older signature, with the EVSE id alone, keep working."""
-    try:
-        parameters = list(inspect.signature(hook).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return True
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2
-
-
 class SlacSessionController:
     """Turns control-pilot states into SLAC matching; subclass it and override the hooks.
 
     Feed it :meth:`process_cp_state` from wherever the control pilot is read (GPIO, MQTT,
-    ...). The hooks are coroutines called from the matching task with the event's data; by
-    default they only log.
+    ...). The hooks are coroutines called from the matching task, each with the data of the
+    machine's event: override ``on_matching_ongoing``, ``notify_matched``,
+    ``on_matching_failed`` and ``on_link_lost`` for the event itself, or the older
+    ``notify_matching_ongoing``, ``notify_matching_failed`` and ``notify_link_lost`` (the
+    EVSE id alone), which the ``on_*`` hooks call by default. By default they only log.
     """
 
     async def process_cp_state(self, session: SlacEvseSession, state: str) -> None:
@@ -540,20 +526,20 @@ class SlacSessionController:
                         hlc_enabled = True
                         await self.enable_hlc_charging(session.evse_id)
                 elif isinstance(event, MatchingOngoing):
-                    await self._hook(self.notify_matching_ongoing, session.evse_id, event)
+                    await self.on_matching_ongoing(session.evse_id, event)
                 elif isinstance(event, Matched):
                     result = MatchResult(
                         session.evse_id, event.ev_mac, event.run_id, event.nid, event.attenuation
                     )
                     await self.notify_matched(session.evse_id, result)
                 elif isinstance(event, MatchingFailed):
-                    await self._hook(self.notify_matching_failed, session.evse_id, event)
+                    await self.on_matching_failed(session.evse_id, event)
                     return
                 elif isinstance(event, Stopped):
                     if event.reason is not StopReason.RESTART:
                         return  # the control pilot, or the session closed
                 elif isinstance(event, LinkLost):
-                    await self._hook(self.notify_link_lost, session.evse_id, event)
+                    await self.on_link_lost(session.evse_id, event)
         except asyncio.CancelledError:
             session.stop_matcher("matching task cancelled")
             raise
@@ -603,15 +589,9 @@ class SlacSessionController:
         finally:
             started.cancel()
 
-    async def _hook(self, hook: Callable[..., Any], evse_id: str, data: _HookData) -> None:
-        if _takes_data(hook):
-            await hook(evse_id, data)
-        else:
-            await hook(evse_id)
-
     async def _report_failure(self, session: SlacEvseSession, failure: MatchingFailed) -> None:
         try:
-            await self._hook(self.notify_matching_failed, session.evse_id, failure)
+            await self.on_matching_failed(session.evse_id, failure)
         except Exception:
             session.log.exception("notify_matching_failed raised")
 
@@ -636,12 +616,14 @@ class SlacSessionController:
         """
         logger.info("EVSE %s: ready to match (set 5 %% PWM for HLC)", evse_id)
 
-    async def notify_matching_ongoing(
-        self, evse_id: str, event: Optional[MatchingOngoing] = None
-    ) -> None:
-        """An EV started matching (its first CM_SLAC_PARM.REQ arrived; ``event`` names it).
-        Default: a DEBUG line (the state machine's INFO line about that request says it
-        already). An override may leave ``event`` out."""
+    async def on_matching_ongoing(self, evse_id: str, event: MatchingOngoing) -> None:
+        """An EV started matching: ``event.ev_mac`` and ``event.run_id`` of its first
+        CM_SLAC_PARM.REQ. Default: :meth:`notify_matching_ongoing`."""
+        await self.notify_matching_ongoing(evse_id)
+
+    async def notify_matching_ongoing(self, evse_id: str) -> None:
+        """An EV started matching (its first CM_SLAC_PARM.REQ arrived). Default: a DEBUG line
+        (the state machine's INFO line about that request says it already)."""
         logger.debug("EVSE %s: matching ongoing", evse_id)
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
@@ -651,20 +633,27 @@ class SlacSessionController:
         """
         logger.info("EVSE %s: matched with EV %s", evse_id, result.ev_mac)
 
-    async def notify_matching_failed(
-        self, evse_id: str, failure: Optional[MatchingFailed] = None
-    ) -> None:
-        """Matching failed for this plug-in (or the task broke). ``failure.reason`` says
-        why (a :class:`~slac.fsm.events.FailureReason`), ``failure.attenuation`` what this
-        EVSE measured, where known. Default: log only. An override may leave ``failure``
-        out."""
-        why = f": {failure.reason.value}" if failure is not None else ""
-        logger.warning("EVSE %s: matching failed%s", evse_id, why)
+    async def on_matching_failed(self, evse_id: str, failure: MatchingFailed) -> None:
+        """Matching failed for this plug-in (or the task broke): ``failure.reason`` says why
+        (a :class:`~slac.fsm.events.FailureReason`), ``failure.attenuation`` what this EVSE
+        measured for ``failure.ev_mac``, where known (the machine's WARNING line said it
+        already). Default: :meth:`notify_matching_failed`."""
+        await self.notify_matching_failed(evse_id)
 
-    async def notify_link_lost(self, evse_id: str, event: Optional[LinkLost] = None) -> None:
-        """Link supervision found the link to the matched EV lost (``event.loss``: the modem
-        reported no link, the EV did not join within TT_match_join, or the modem stopped
-        answering). Default: a DEBUG line (the supervision's WARNING line says why already).
+    async def notify_matching_failed(self, evse_id: str) -> None:
+        """Matching failed for this plug-in (or the task broke). Default: log only."""
+        logger.warning("EVSE %s: matching failed", evse_id)
+
+    async def on_link_lost(self, evse_id: str, event: LinkLost) -> None:
+        """Link supervision found the link to the matched EV lost: ``event.loss`` (its
+        ``.failure`` is the :class:`~slac.fsm.events.FailureReason`: NOT_JOINED, LINK_LOST,
+        MODEM_SILENT). Default: :meth:`notify_link_lost`."""
+        await self.notify_link_lost(evse_id)
+
+    async def notify_link_lost(self, evse_id: str) -> None:
+        """Link supervision found the link to the matched EV lost (the modem reported no
+        link, the EV did not join within TT_match_join, or the modem stopped answering).
+        Default: a DEBUG line (the supervision's WARNING line says why already).
 
         The EVSE then leaves the network itself (a fresh key) and matches again.
         """

@@ -10,8 +10,8 @@ No sockets, no asyncio, no clock: the driver feeds three inputs, each with the c
 and pulls three outputs: :meth:`~EvseMatcher.frames_to_send`, :meth:`~EvseMatcher.events`
 and :attr:`~EvseMatcher.deadline`.
 
-Everything about state lives in this file, and the transitions are the two tables below.
-A message that a table does not list for the current state is ignored (logged at DEBUG with
+Everything about state lives in this file, and the transitions are the two tables of
+bound methods, :meth:`EvseMatcher._evse_table` and :meth:`EvseMatcher._run_table`. A message that a table does not list for the current state is ignored (logged at DEBUG with
 the reason) and the timers keep running, as ISO 15118-3 asks of receivers. Before a table
 is consulted, the frame itself must be a SLAC frame (HomePlug AV 1.1, not a fragment, from
 a station, to this EVSE or to all); before a handler changes anything, every field the

@@ -546,22 +546,20 @@ def test_no_namespace_or_link_is_left_behind() -> None:
 
 
 class EventController(SlacSessionController):
-    """Hooks written for the event's data (issue 14: hooks get their data from the event)."""
+    """The hooks that get the event (issue 14: hooks get their data from the event)."""
 
     def __init__(self) -> None:
         self.failures: list[MatchingFailed] = []
         self.ongoing: list[MatchingOngoing] = []
         self.results: list[MatchResult] = []
 
-    async def notify_matching_ongoing(self, evse_id: str, event: object = None) -> None:
-        assert isinstance(event, MatchingOngoing)
+    async def on_matching_ongoing(self, evse_id: str, event: MatchingOngoing) -> None:
         self.ongoing.append(event)
 
     async def notify_matched(self, evse_id: str, result: MatchResult) -> None:
         self.results.append(result)
 
-    async def notify_matching_failed(self, evse_id: str, failure: object = None) -> None:
-        assert isinstance(failure, MatchingFailed)
+    async def on_matching_failed(self, evse_id: str, failure: MatchingFailed) -> None:
         self.failures.append(failure)
 
 

@@ -7,8 +7,9 @@ import pytest
 
 import slac
 from slac import errors
+from slac.fsm.events import MatchingFailed
 from slac.fsm.evse import parse_cp_state
-from slac.session import SlacSession, _takes_data
+from slac.session import SlacSession
 
 
 def test_a_bad_control_pilot_state_is_a_cp_state_error_and_still_a_value_error() -> None:
@@ -34,19 +35,7 @@ def test_the_matching_failed_errors_live_in_errors_and_at_their_old_paths() -> N
 
 
 def test_a_matching_failed_error_carries_the_failure_s_reason() -> None:
-    failure = slac.fsm.events.MatchingFailed(slac.FailureReason.NO_SOUNDS, 1, "no profiles")
+    failure = MatchingFailed(slac.FailureReason.NO_SOUNDS, 1, "no profiles")
     error = errors.MatchingFailedError("matching failed", failure)
     assert error.reason is slac.FailureReason.NO_SOUNDS
     assert errors.MatchingFailedError("no failure known").reason is None
-
-
-def test_hooks_with_the_evse_id_alone_keep_working_beside_hooks_that_take_the_event() -> None:
-    async def old(evse_id: str) -> None: ...
-
-    async def new(evse_id: str, failure: object = None) -> None: ...
-
-    async def anything(*args: object) -> None: ...
-
-    assert not _takes_data(old)
-    assert _takes_data(new)
-    assert _takes_data(anything)
