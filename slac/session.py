@@ -495,6 +495,7 @@ class SlacSessionController:
         ``slac-matching-<evse id>``; A stops it (and, if the EV got the key, leaves the
         logical network in the background); E or F end a match.
         """
+        self.watch_modem(session)
         action = session.control_pilot(state)
         task = session.matching_task
         running = task is not None and not task.done()
@@ -596,6 +597,38 @@ class SlacSessionController:
             session.log.exception("notify_matching_failed raised")
 
     # --- hooks ------------------------------------------------------------------------------------
+
+    def watch_modem(self, session: SlacEvseSession) -> None:
+        """Run :meth:`reset_modem_hardware` when this session's modem answers nothing any
+        more (:meth:`process_cp_state` does this for every session it is given)."""
+        if self._modem_unresponsive not in session.unresponsive_listeners:
+            session.unresponsive_listeners.append(self._modem_unresponsive)
+
+    def hardware_resets_running(self) -> dict[str, asyncio.Task[None]]:
+        """The hardware resets under way, by EVSE id."""
+        running: Optional[dict[str, asyncio.Task[None]]] = getattr(self, "_hardware_resets", None)
+        if running is None:
+            running = {}
+            self._hardware_resets = running
+        return running
+
+    def _modem_unresponsive(self, session: SlacEvseSession, event: ModemUnresponsive) -> None:
+        running = self.hardware_resets_running()
+        if session.evse_id in running:
+            return
+        running[session.evse_id] = asyncio.get_running_loop().create_task(
+            self._hardware_reset(session, event.detail),
+            name=f"slac-hardware-reset-{session.evse_id}",
+        )
+
+    async def _hardware_reset(self, session: SlacEvseSession, reason: str) -> None:
+        try:
+            if await self.reset_modem_hardware(session.evse_id, reason):
+                session.hardware_reset_done()
+        except Exception:
+            session.log.exception("the hardware reset failed")
+        finally:
+            self.hardware_resets_running().pop(session.evse_id, None)
 
     async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
         """The EVSE's modem does not answer any more, not even VS_RS_DEV.REQ (``reason``):

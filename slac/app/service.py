@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, TextIO
 from slac.app.station import EvseSpec
 from slac.environment import Config
 from slac.errors import ConfigError, SlacError, TransportError, UsageError
-from slac.fsm.events import ModemUnresponsive, SessionState
+from slac.fsm.events import SessionState
 from slac.fsm.station_view import StationView
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
 from slac.sockets.async_linux_socket import interface_unavailable
@@ -112,8 +112,6 @@ class EvseService(SlacSessionController):
         #: hears clearly better to that one (slac.fsm.station_view)
         self.station = StationView()
         self.specs: dict[str, EvseSpec] = {}
-        #: hardware resets running, by EVSE id
-        self.resetting: dict[str, asyncio.Task[None]] = {}
         for spec in evses:
             config = self.config
             if spec.sounding_attenuation_offset is not None:
@@ -124,7 +122,7 @@ class EvseService(SlacSessionController):
             if session.station_view is None:
                 session.station_view = self.station
             session.state_listeners.append(self._state_changed)
-            session.unresponsive_listeners.append(self._unresponsive)
+            self.watch_modem(session)
             self.sessions[spec.evse_id] = session
             self.specs[spec.evse_id] = spec
         if not self.sessions:
@@ -199,23 +197,6 @@ class EvseService(SlacSessionController):
         finally:
             self.waiting.pop(session.evse_id, None)
 
-    def _unresponsive(self, session: SlacEvseSession, event: ModemUnresponsive) -> None:
-        if session.evse_id in self.resetting:
-            return
-        self.resetting[session.evse_id] = asyncio.get_running_loop().create_task(
-            self._hardware_reset(session, event.detail),
-            name=f"slac-hardware-reset-{session.evse_id}",
-        )
-
-    async def _hardware_reset(self, session: SlacEvseSession, reason: str) -> None:
-        try:
-            if await self.reset_modem_hardware(session.evse_id, reason):
-                session.hardware_reset_done()
-        except Exception:
-            session.log.exception("the hardware reset failed")
-        finally:
-            self.resetting.pop(session.evse_id, None)
-
     async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
         """Run the station file's ``reset_command`` of this EVSE (without a shell; at most
         RESET_COMMAND_TIMEOUT s): True when it exits with 0."""
@@ -248,7 +229,7 @@ class EvseService(SlacSessionController):
 
     async def close(self) -> None:
         """Stop matching everywhere, give matched modems a fresh key, close the sockets."""
-        for task in [*self.waiting.values(), *self.resetting.values()]:
+        for task in [*self.waiting.values(), *self.hardware_resets_running().values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
