@@ -312,6 +312,27 @@ class MatchingConfig(Settings):
         rule=AT_LEAST_ONE,
         doc="C_EVSE_match_parallel: EV runs (EV MAC, RunID) one EVSE serves at once",
     )
+    sounding_attenuation_offset: float = setting(
+        0.0,
+        env="SOUNDING_ATTENUATION_OFFSET",
+        unit="dB",
+        rule=within(-60, 60, "dB"),
+        doc="Added to every group of CM_ATTEN_CHAR.IND (EVerest's "
+        "sounding_attenuation_adjustment): for a coupling that measures lower or higher than "
+        "its cars expect; the results are kept within 0 to 255 dB; per EVSE in the station "
+        "file",
+    )
+    empty_profile_attenuation: float = setting(
+        20.0,
+        env="EMPTY_PROFILE_ATTENUATION",
+        unit="dB",
+        rule=within(0, 255, "dB"),
+        doc="What CM_ATTEN_CHAR.IND reports in every group when the modem's "
+        "CM_ATTEN_PROFILE.IND carried no values (NumGroups 0, older QCA firmware): never "
+        "all zero silently (some cars refuse 0 dB; DIN 70121 Annex C calls under 20 dB "
+        "implausible); a WARNING and a counter each time; SOUNDING_ATTENUATION_OFFSET is "
+        "added",
+    )
 
 
 # --- the modem ---------------------------------------------------------------------------------
@@ -393,6 +414,57 @@ class ModemConfig(Settings):
         doc="Link supervision: VS_PL_LINK_STATUS polls in a row the modem may leave unanswered "
         "(a busy modem) before the link counts as lost; an unanswered poll never counts as "
         "link down; 0: never",
+    )
+    modem_heartbeat_period: float = setting(
+        0.0,
+        env="MODEM_HEARTBEAT_PERIOD",
+        unit="s",
+        rule=NOT_NEGATIVE,
+        doc="While no EV is plugged in, ask the modem for its firmware (VS_SW_VER.REQ) this "
+        "often: a heartbeat unanswered and then answered again, or another firmware string, "
+        "means the modem restarted and lost its key, and a fresh key is set before the next "
+        "plug-in (VS_HOST_ACTION.IND is heeded always); 0 turns the heartbeat off",
+    )
+    interface_strict: bool = setting(
+        False,
+        env="INTERFACE_STRICT",
+        unit="bool",
+        doc="`slac evse`: an EVSE's interface that does not exist or is down at start-up is an "
+        "error (exit code 2); false: that EVSE is reported unavailable and waited for (tries "
+        "0.5 s apart, doubling to 30 s; INFO, then a WARNING after 30 s) while the others run",
+    )
+    reset_after_failures: int = setting(
+        0,
+        env="RESET_AFTER_FAILURES",
+        unit="count",
+        rule=NOT_NEGATIVE,
+        doc="Reset the modem (QCA VS_RS_DEV.REQ) when the EV unplugs after this many plug-ins "
+        "in a row that failed to match; then wait for the modem (VS_SW_VER) and give it a "
+        "fresh key; 0: never",
+    )
+    reset_on_unplug: bool = setting(
+        False,
+        env="RESET_ON_UNPLUG",
+        unit="bool",
+        doc="Reset the modem (VS_RS_DEV.REQ) after every unplug (for modems that must be "
+        "reset between sessions); the fresh key follows once it answers again",
+    )
+    modem_reset_wait: float = setting(
+        30.0,
+        env="MODEM_RESET_WAIT",
+        unit="s",
+        rule=POSITIVE,
+        doc="After a reset, how long the modem may take to answer VS_SW_VER again; a modem "
+        "that does not take VS_RS_DEV.REQ or does not come back within it is unresponsive: "
+        "the hardware reset hook runs (the station file's reset_command)",
+    )
+    set_key_concurrency: int = setting(
+        0,
+        env="SET_KEY_CONCURRENCY",
+        unit="count",
+        rule=NOT_NEGATIVE,
+        doc="`slac evse`: modems keyed at the same time at start-up (CM_SET_KEY and the "
+        "SET_KEY_SETTLE_TIME after it; the others wait their turn); 0: all at once",
     )
 
 

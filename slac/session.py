@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 from slac.driver import DrivenSession
 from slac.environment import Config
-from slac.errors import ConfigError, MatchingFailedError, SlacError, UsageError
+from slac.errors import ConfigError, MatchingFailedError, SlacError, TransportError, UsageError
 from slac.fsm.events import (
     DlinkCommand,
     DlinkDone,
@@ -41,6 +41,8 @@ from slac.fsm.events import (
     MatchingOngoing,
     MatchingStarted,
     ModemReady,
+    ModemRestarted,
+    ModemUnresponsive,
     SessionState,
     SlacEvent,
     StateChanged,
@@ -48,12 +50,13 @@ from slac.fsm.events import (
     StopReason,
 )
 from slac.fsm.evse import EvseMatcher, parse_cp_state
+from slac.fsm.interface import InterfaceWait
 from slac.fsm.modem import ModemMachine
 from slac.fsm.station import CpAction, EvseStation
 from slac.fsm.station_view import StationView
 from slac.fsm.stats import EvseCounters
 from slac.host import ModemHost
-from slac.sockets.async_linux_socket import RawSocket
+from slac.sockets.async_linux_socket import RawSocket, interface_unavailable
 from slac.tools.pcap import SharedPcap
 from slac.utils import MacAddress
 
@@ -175,6 +178,11 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         #: failure, a lost link, a D-LINK request; for publishers such as the MQTT bridge
         self.counter_listeners: list[Callable[[SlacEvseSession], None]] = []
         self._counted = 0
+        #: why the interface cannot be opened while the state is UNAVAILABLE
+        self.unavailable_reason: Optional[str] = None
+        #: called (in the loop) when the modem does not answer any more, even after
+        #: VS_RS_DEV.REQ: the controller's hardware reset hook (``reset_modem_hardware``)
+        self.unresponsive_listeners: list[Callable[[SlacEvseSession, ModemUnresponsive], None]] = []
         self._pcap: Optional[SharedPcap] = None
 
     # --- what the machine knows ----------------------------------------------------------------
@@ -224,6 +232,15 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         """An EV received the current key: the next match needs a fresh one."""
         return self.machine is not None and self.machine.key_given_out
 
+    @property
+    def modem_counters(self) -> dict[str, int]:
+        """What the status reports of the modem besides the state: restarts noticed, resets,
+        and soundings whose profiles carried no values (EMPTY_PROFILE_ATTENUATION reported)."""
+        station = self.machine
+        if station is None:
+            return {}
+        return station.modem_counters
+
     # --- life cycle ---------------------------------------------------------------------------
 
     def _new_machine(self, mac: MacAddress) -> EvseStation:
@@ -252,6 +269,32 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
             self.host.observers.append(self._capture)
             self.log.info("writing every SLAC frame to %s", self.config.pcap_file)
         self.evse_mac = self.host.mac
+
+    async def wait_open(self, *, strict: bool = False) -> None:
+        """Open the interface, waiting for it while it does not exist yet or is down (issue
+        15 item 1): state :attr:`SessionState.UNAVAILABLE` meanwhile (the listeners hear
+        it), an INFO line, tries with a growing pause (:class:`~slac.fsm.interface.InterfaceWait`),
+        a WARNING after 30 s; then state UNMATCHED. ``strict``, a bad interface name or a
+        missing permission: the error at once (TransportError), as :meth:`open`."""
+        loop = asyncio.get_running_loop()
+        wait = InterfaceWait(self.network_interface, self.log)
+        while True:
+            try:
+                await self.open()
+                break
+            except TransportError as exc:
+                if strict or interface_unavailable(self.network_interface) is None:
+                    raise
+                self.unavailable_reason = str(exc)
+                if self.state is not SessionState.UNAVAILABLE:
+                    self.state = SessionState.UNAVAILABLE
+                    self._tell_listeners()
+                again = wait.failed(loop.time(), str(exc))
+                await asyncio.sleep(max(0.0, again - loop.time()))
+        if wait.opened(loop.time()) is not None or self.state is SessionState.UNAVAILABLE:
+            self.unavailable_reason = None
+            self.state = SessionState.UNMATCHED
+            self._tell_listeners()
 
     async def close(self) -> None:
         """Stop matching, cancel this session's task and close the socket; a key change
@@ -299,6 +342,11 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         elif isinstance(event, MatchingFailed):
             self.last_failure = event
         super()._on_event(event)
+        if isinstance(event, ModemRestarted):
+            self._tell_listeners()  # the status carries the restart counter
+        elif isinstance(event, ModemUnresponsive):
+            for listener in self.unresponsive_listeners:
+                listener(self, event)
         if (
             isinstance(event, DlinkDone)
             and event.applied
@@ -306,10 +354,15 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         ):
             self._tell_listeners()  # still matched, but the status says "paused" now
         station = self.machine
-        if station is not None and station.counters.changes != self._counted:
-            self._counted = station.counters.changes
-            for listener in self.counter_listeners:
-                listener(self)
+        counted = (
+            0
+            if station is None
+            else station.counters.changes + sum(station.modem_counters.values())
+        )
+        if station is not None and counted != self._counted:
+            self._counted = counted
+            for told in self.counter_listeners:
+                told(self)
 
     def _state_changed(self, event: StateChanged, changed: bool) -> None:
         if changed:
@@ -338,6 +391,18 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
 
     #: the older name of :meth:`leave`
     leave_logical_network = leave
+
+    def reset_modem(self, why: str = "asked") -> None:
+        """Reset the modem now (VS_RS_DEV.REQ); it is waited for and keyed in the background."""
+        station = self.machine
+        if station is not None and self.host.is_open:
+            self._need_driver().call(lambda now: station.reset_modem(now, why))
+
+    def hardware_reset_done(self) -> None:
+        """A hardware reset of the modem ran: wait for it (VS_SW_VER), then a fresh key."""
+        station = self.machine
+        if station is not None and self.host.is_open:
+            self._need_driver().call(station.hardware_reset_done)
 
     def schedule_leave(self) -> None:
         """Leave the logical network in the background; the next matching waits for it."""
@@ -381,6 +446,10 @@ class SlacEvseSession(SlacSession, DrivenSession[EvseStation]):
         """
         letter = parse_cp_state(state)
         station = self.machine
+        if self.state is SessionState.UNAVAILABLE:  # kept for when the interface comes
+            self.cp_state = letter
+            self.log.info("control pilot %s while the EVSE is unavailable: kept", letter)
+            return CpAction.NONE
         if station is None or not self.host.is_open:  # not open yet: nothing is matching
             self.cp_state = letter
             if letter in "BCD":
@@ -476,6 +545,7 @@ class SlacSessionController:
         ``slac-matching-<evse id>``; A stops it (and, if the EV got the key, leaves the
         logical network in the background); E or F end a match.
         """
+        self.watch_modem(session)
         action = session.control_pilot(state)
         task = session.matching_task
         running = task is not None and not task.done()
@@ -603,6 +673,50 @@ class SlacSessionController:
             session.log.exception("notify_matching_failed raised")
 
     # --- hooks ------------------------------------------------------------------------------------
+
+    def watch_modem(self, session: SlacEvseSession) -> None:
+        """Run :meth:`reset_modem_hardware` when this session's modem answers nothing any
+        more (:meth:`process_cp_state` does this for every session it is given)."""
+        if self._modem_unresponsive not in session.unresponsive_listeners:
+            session.unresponsive_listeners.append(self._modem_unresponsive)
+
+    def hardware_resets_running(self) -> dict[str, asyncio.Task[None]]:
+        """The hardware resets under way, by EVSE id."""
+        running: Optional[dict[str, asyncio.Task[None]]] = getattr(self, "_hardware_resets", None)
+        if running is None:
+            running = {}
+            self._hardware_resets = running
+        return running
+
+    def _modem_unresponsive(self, session: SlacEvseSession, event: ModemUnresponsive) -> None:
+        running = self.hardware_resets_running()
+        if session.evse_id in running:
+            return
+        running[session.evse_id] = asyncio.get_running_loop().create_task(
+            self._hardware_reset(session, event.detail),
+            name=f"slac-hardware-reset-{session.evse_id}",
+        )
+
+    async def _hardware_reset(self, session: SlacEvseSession, reason: str) -> None:
+        try:
+            if await self.reset_modem_hardware(session.evse_id, reason):
+                session.hardware_reset_done()
+        except Exception:
+            session.log.exception("the hardware reset failed")
+        finally:
+            self.hardware_resets_running().pop(session.evse_id, None)
+
+    async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
+        """The EVSE's modem does not answer any more, not even VS_RS_DEV.REQ (``reason``):
+        reset it by hardware (a reset line, its power) and return True once done; the
+        session then waits for the modem and gives it a fresh key. Default: a WARNING, False
+        (nothing done). ``slac evse`` runs the station file's ``reset_command``."""
+        logger.warning(
+            "EVSE %s: the modem needs a hardware reset (%s), but none is configured",
+            evse_id,
+            reason,
+        )
+        return False
 
     async def enable_hlc_charging(self, evse_id: str) -> None:
         """The EVSE is ready to match: signal high-level communication (5 % PWM on the CP).

@@ -12,20 +12,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, TextIO
 
 from slac.app.station import EvseSpec
 from slac.environment import Config
-from slac.errors import ConfigError, SlacError, UsageError
+from slac.errors import ConfigError, SlacError, TransportError, UsageError
 from slac.fsm.events import DlinkCommand, SessionState
 from slac.fsm.station_view import StationView
 from slac.fsm.stats import reason_key
 from slac.session import SlacEvseSession, SlacSession, SlacSessionController
+from slac.sockets.async_linux_socket import interface_unavailable
 
 __all__ = [
     "DlinkCommand",
@@ -49,7 +51,8 @@ class StateReport:
     ev_mac: Optional[str]
     run_id: Optional[str]
     timestamp: float
-    #: failed: why (a FailureReason's name in lower case, e.g. "ev_chose_another_evse")
+    #: failed: why (a FailureReason's name in lower case, e.g. "ev_chose_another_evse");
+    #: unavailable: why (the interface does not exist yet, or is down)
     reason: Optional[str] = None
     #: failed: the sentence for the log
     detail: Optional[str] = None
@@ -57,6 +60,14 @@ class StateReport:
     attenuation: Optional[float] = None
     #: matched and the HLC side paused the data link (D-LINK_PAUSE)
     paused: bool = False
+
+    #: restarts of the EVSE's modem noticed so far (VS_HOST_ACTION.IND, the heartbeat)
+    modem_restarts: int = 0
+    #: soundings whose profiles had no values (NumGroups 0: EMPTY_PROFILE_ATTENUATION sent)
+    empty_profile_soundings: int = 0
+    #: VS_RS_DEV.REQ sent to the modem, and hardware resets asked for
+    modem_resets: int = 0
+    hardware_resets: int = 0
 
     @classmethod
     def of(cls, session: SlacSession) -> StateReport:
@@ -71,6 +82,9 @@ class StateReport:
             elif session.state is SessionState.MATCHED and result is not None:
                 attenuation = result.attenuation
             paused = session.dlink_paused
+        counters = session.modem_counters if isinstance(session, SlacEvseSession) else {}
+        if session.state is SessionState.UNAVAILABLE:
+            reason = getattr(session, "unavailable_reason", None)
         return cls(
             evse_id=session.evse_id,
             state=session.state.value,
@@ -81,10 +95,14 @@ class StateReport:
             detail=detail,
             attenuation=None if attenuation is None else round(attenuation, 1),
             paused=paused,
+            modem_restarts=counters.get("modem_restarts", 0),
+            empty_profile_soundings=counters.get("empty_profile_soundings", 0),
+            modem_resets=counters.get("modem_resets", 0),
+            hardware_resets=counters.get("hardware_resets", 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "evse_id": self.evse_id,
             "state": self.state,
             "ev_mac": self.ev_mac,
@@ -94,13 +112,20 @@ class StateReport:
             "detail": self.detail,
             "attenuation": self.attenuation,
             "paused": self.paused,
+            "modem_restarts": self.modem_restarts,
+            "empty_profile_soundings": self.empty_profile_soundings,
+            "modem_resets": self.modem_resets,
+            "hardware_resets": self.hardware_resets,
         }
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
 
 StateListener = Callable[[StateReport], None]
+#: how long a station file's reset_command may run (s)
+RESET_COMMAND_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +139,8 @@ class StatsReport:
 
     @classmethod
     def of(cls, session: SlacEvseSession) -> StatsReport:
-        return cls(session.evse_id, session.counters.to_dict(), round(time.time(), 3))
+        counters = {**session.counters.to_dict(), **session.modem_counters}
+        return cls(session.evse_id, counters, round(time.time(), 3))
 
     def to_dict(self) -> dict[str, Any]:
         return {"evse_id": self.evse_id, **self.counters, "timestamp": self.timestamp}
@@ -146,32 +172,60 @@ class EvseService(SlacSessionController):
         #: what the station's EVSEs heard of each EV: an EVSE leaves a car that another one
         #: hears clearly better to that one (slac.fsm.station_view)
         self.station = StationView()
+        self.specs: dict[str, EvseSpec] = {}
         for spec in evses:
-            session = session_factory(spec.evse_id, spec.network_interface, self.config)
+            config = self.config
+            if spec.sounding_attenuation_offset is not None:
+                config = replace(
+                    config, sounding_attenuation_offset=spec.sounding_attenuation_offset
+                )
+            session = session_factory(spec.evse_id, spec.network_interface, config)
             if session.station_view is None:
                 session.station_view = self.station
             session.state_listeners.append(self._state_changed)
             session.counter_listeners.append(self._counted)
+            self.watch_modem(session)
             self.sessions[spec.evse_id] = session
+            self.specs[spec.evse_id] = spec
         if not self.sessions:
             raise ConfigError({"station": "no EVSE to run"})
         self.listeners: list[StateListener] = []
         #: told each EVSE's counters after they changed (a match, a failure, ...)
         self.stats_listeners: list[StatsListener] = []
+        #: EVSEs whose interface is waited for (issue 15 item 1), by id
+        self.waiting: dict[str, asyncio.Task[None]] = {}
+        self._keying: Optional[asyncio.Semaphore] = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every interface (TransportError names the first that fails), then give every
-        modem a key at once. A modem that does not take its key is
-        reported and tried again when an EV plugs in: the other EVSEs run meanwhile."""
+        """Open every interface, then give every modem a key, ``SET_KEY_CONCURRENCY`` at a
+        time (0: all at once). An interface that does not exist yet or is down makes its EVSE
+        ``unavailable``: it is waited for in the background and keyed when it comes, while
+        the others run (with ``INTERFACE_STRICT``: TransportError, as any other interface
+        error, naming the first that fails). A modem that does not take its key is reported
+        and tried again when an EV plugs in: the other EVSEs run meanwhile."""
+        limit = self.config.set_key_concurrency
+        self._keying = asyncio.Semaphore(limit) if limit > 0 else None
+        ready: list[SlacEvseSession] = []
         for session in self.sessions.values():
-            await session.open()  # with PCAP_FILE, every session writes to that one file
+            try:
+                await session.open()  # with PCAP_FILE, every session writes to that one file
+            except TransportError as exc:
+                if self.config.interface_strict:
+                    raise
+                if interface_unavailable(session.network_interface) is None:
+                    raise  # a bad name, a permission: no waiting helps
+                session.state, session.unavailable_reason = SessionState.UNAVAILABLE, str(exc)
+                self.waiting[session.evse_id] = asyncio.get_running_loop().create_task(
+                    self._bring_up(session), name=f"slac-interface-{session.evse_id}"
+                )
+                continue
+            ready.append(session)
         results = await asyncio.gather(
-            *(session.evse_set_key() for session in self.sessions.values()),
-            return_exceptions=True,
+            *(self._key(session) for session in ready), return_exceptions=True
         )
-        for session, result in zip(self.sessions.values(), results):
+        for session, result in zip(ready, results):
             if isinstance(result, (SlacError, OSError)):
                 session.log.error("%s; trying again at the next plug-in", result)
             elif isinstance(result, BaseException):
@@ -184,8 +238,65 @@ class EvseService(SlacSessionController):
             ", ".join(f"{s.evse_id} on {s.network_interface}" for s in self.sessions.values()),
         )
 
+    async def _key(self, session: SlacEvseSession) -> None:
+        """A key for this EVSE's modem, within the keying limit (SET_KEY_CONCURRENCY)."""
+        if self._keying is None:
+            await session.evse_set_key()
+            return
+        async with self._keying:
+            await session.evse_set_key()
+
+    async def _bring_up(self, session: SlacEvseSession) -> None:
+        """Wait for the EVSE's interface, key its modem, and match if an EV is plugged in."""
+        try:
+            await session.wait_open()
+            try:
+                await self._key(session)
+            except (SlacError, OSError) as exc:
+                session.log.error("%s; trying again at the next plug-in", exc)
+            if session.cp_state is not None and session.cp_state in "BCD":
+                await self.process_cp_state(session, session.cp_state)
+        except (SlacError, OSError) as exc:
+            session.log.error("the interface cannot be used: %s", exc)
+        finally:
+            self.waiting.pop(session.evse_id, None)
+
+    async def reset_modem_hardware(self, evse_id: str, reason: str) -> bool:
+        """Run the station file's ``reset_command`` of this EVSE (without a shell; at most
+        RESET_COMMAND_TIMEOUT s): True when it exits with 0."""
+        spec = self.specs.get(evse_id)
+        command = spec.reset_command if spec is not None else None
+        if not command:
+            return await super().reset_modem_hardware(evse_id, reason)
+        log = self.sessions[evse_id].log
+        log.warning("the modem needs a hardware reset (%s): running %s", reason, command)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *shlex.split(command),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), RESET_COMMAND_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.error("reset_command %r failed: %s", command, exc or "timed out")
+            return False
+        if process.returncode != 0:
+            log.error(
+                "reset_command %r exited with %s: %s",
+                command,
+                process.returncode,
+                err.decode(errors="replace").strip()[-200:],
+            )
+            return False
+        log.info("hardware reset done; waiting for the modem")
+        return True
+
     async def close(self) -> None:
         """Stop matching everywhere, give matched modems a fresh key, close the sockets."""
+        for task in [*self.waiting.values(), *self.hardware_resets_running().values()]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for session in self.sessions.values():
             if session.key_given_out and self.config.reset_key_on_unplug:
                 session.schedule_leave()

@@ -5,12 +5,17 @@
 
 An entry may name the EVerest module it stands in for (``"everest_module_id": "slac_1"``,
 for ``slac evse --everest``); without it, the EVSE id is the module id.
+Optional per EVSE: ``"reset_command"`` (a command line, run without a shell, that resets
+this EVSE's modem by hardware: a GPIO reset line, a power switch; run when the modem does not
+answer any more) and ``"sounding_attenuation_offset"`` (dB; overrides
+SOUNDING_ATTENUATION_OFFSET for this EVSE).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -27,6 +32,10 @@ class EvseSpec:
     #: the module id of EVerest's slac_API for this EVSE (``slac evse --everest``); None:
     #: the EVSE id
     everest_module_id: Optional[str] = None
+    #: the hardware reset of this EVSE's modem: a command line (None: none)
+    reset_command: Optional[str] = None
+    #: dB added to every group of CM_ATTEN_CHAR.IND (None: SOUNDING_ATTENUATION_OFFSET)
+    sounding_attenuation_offset: Optional[float] = None
 
 
 def parse_station(data: Any, source: str = "station configuration") -> list[EvseSpec]:
@@ -62,11 +71,30 @@ def parse_station(data: Any, source: str = "station configuration") -> list[Evse
                     "without /, + or #"
                 }
             )
+        reset = entry.get("reset_command")
+        if reset is not None:
+            try:
+                words = shlex.split(reset) if isinstance(reset, str) else []
+            except ValueError as exc:
+                raise ConfigError({source: f"parameters[{i}].reset_command: {exc}"}) from None
+            if not words:
+                raise ConfigError(
+                    {source: f"parameters[{i}].reset_command must be a non-empty command line"}
+                )
+        offset = entry.get("sounding_attenuation_offset")
+        if offset is not None and (
+            isinstance(offset, bool) or not isinstance(offset, (int, float)) or abs(offset) > 60
+        ):
+            raise ConfigError(
+                {source: f"parameters[{i}].sounding_attenuation_offset must be -60 to 60 (dB)"}
+            )
         specs.append(
             EvseSpec(
                 evse_id.strip(),
                 interface.strip(),
-                module_id.strip() if isinstance(module_id, str) else None,
+                everest_module_id=module_id.strip() if isinstance(module_id, str) else None,
+                reset_command=reset,
+                sounding_attenuation_offset=None if offset is None else float(offset),
             )
         )
     ids = [s.evse_id for s in specs]

@@ -137,6 +137,8 @@ class SessionState(str, Enum):
     MATCHING = "matching"
     MATCHED = "matched"
     FAILED = "failed"
+    #: EVSE: its interface does not exist yet or is down (``slac evse`` waits for it)
+    UNAVAILABLE = "unavailable"
 
 
 # --- the base -----------------------------------------------------------------------------------
@@ -352,6 +354,43 @@ class SupervisionOff(SlacEvent):
 # --- the hosts (slac.fsm.station) ---------------------------------------------------------------
 
 
+class RestartSign(Enum):
+    """How a restart of the local modem was noticed (issue 15 item 2)."""
+
+    #: the modem said so: QCA VS_HOST_ACTION.IND (its firmware started)
+    HOST_ACTION = "VS_HOST_ACTION.IND"
+    #: the idle heartbeat (VS_SW_VER.REQ) went unanswered, then was answered again
+    HEARTBEAT = "heartbeat answered again"
+    #: the heartbeat's VS_SW_VER.CNF names another firmware than before
+    FIRMWARE_CHANGED = "firmware changed"
+    #: the modem answers again after a reset (VS_RS_DEV.REQ, or the hardware reset hook)
+    RESET = "back after a reset"
+
+
+@dataclass(frozen=True)
+class ModemRestarted(SlacEvent):
+    """The local modem restarted: the key it was given is gone (a fresh one follows)."""
+
+    sign: RestartSign
+    detail: str
+
+
+@dataclass(frozen=True)
+class ModemUnresponsive(SlacEvent):
+    """The modem did not take VS_RS_DEV.REQ, or did not come back within MODEM_RESET_WAIT
+    after a reset: only a hardware reset (the controller's ``reset_modem_hardware``) helps."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class ModemSilent(SlacEvent):
+    """The idle heartbeat went unanswered ``misses`` times in a row (the modem may be wedged,
+    or restarting)."""
+
+    misses: int
+
+
 @dataclass(frozen=True)
 class ModemReady(SlacEvent):
     """The key is set and the modem has settled (SET_KEY_SETTLE_TIME): it can match."""
@@ -390,7 +429,18 @@ Event = Union[
     MatchingStarted, MatchingOngoing, RunEnded, AttemptFailed, Matched, MatchingFailed, Stopped
 ]
 EvEvent = Union[EvseChosen, EvMatched, EvAttemptFailed, EvMatchingFailed]
-ModemEvent = Union[KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost, SupervisionOff]
+ModemEvent = Union[
+    KeySet,
+    KeyNotSet,
+    ModemFound,
+    LinkStatus,
+    LinkUp,
+    LinkLost,
+    SupervisionOff,
+    ModemRestarted,
+    ModemSilent,
+    ModemUnresponsive,
+]
 
 __all__ += [
     "AttemptFailed",
@@ -419,6 +469,10 @@ __all__ += [
     "ModemEvent",
     "ModemFound",
     "ModemReady",
+    "ModemRestarted",
+    "ModemSilent",
+    "ModemUnresponsive",
+    "RestartSign",
     "RunEnded",
     "SessionState",
     "SlacEvent",

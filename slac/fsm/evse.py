@@ -343,6 +343,8 @@ class EvseMatcher(Machine[Event]):
         #: every EV served in this plug-in, by MAC
         self._evs: collections.OrderedDict[bytes, EvHistory] = collections.OrderedDict()
         self.match: Optional[MatchRecord] = None
+        #: soundings whose profiles all had NumGroups 0 (EMPTY_PROFILE_ATTENUATION reported)
+        self.empty_profile_runs = 0
         #: the EV that received the current key: no other EV may get it, in this plug-in or
         #: a later one, until set_key() (the driver gave the modem a fresh key)
         self._key_holder: Optional[MacAddress] = None
@@ -1283,18 +1285,27 @@ class EvseMatcher(Machine[Event]):
                 now,
             )
             return
+        offset = self.config.sounding_attenuation_offset
         if run.data_profiles:
-            aag = tuple(_average(total, run.data_profiles) for total in run.aag_sum)
+            aag = tuple(
+                _offset(_average(total, run.data_profiles), offset) for total in run.aag_sum
+            )
         else:
-            # Seen with real modems (a PIB set up for an EV?): profiles with NumGroups 0.
-            # The sounds were heard but not measured: report 0 dB rather than fail the car.
+            # Seen with real modems (older QCA firmware, a PIB set up for an EV?): profiles
+            # with NumGroups 0. The sounds were heard but not measured: the car gets the
+            # substitute (EMPTY_PROFILE_ATTENUATION), never an all-zero CM_ATTEN_CHAR.IND
+            # without a word (docs/protocol.md: some cars refuse it).
+            substitute = _offset(round(self.config.empty_profile_attenuation), offset)
+            self.empty_profile_runs += 1
             self._log_run(
                 logging.WARNING,
                 run,
                 "the modem's CM_ATTEN_PROFILE.IND carry no attenuation values "
-                "(NumGroups 0): reporting 0 dB; check the modem's configuration",
+                "(NumGroups 0): reporting %d dB in every group (EMPTY_PROFILE_ATTENUATION); "
+                "check the modem's firmware and configuration",
+                substitute,
             )
-            aag = (0,) * NUM_GROUPS
+            aag = (substitute,) * NUM_GROUPS
         run.atten_char = AttenCharInd(
             source_address=run.ev_mac, run_id=run.run_id, num_sounds=run.profiles, aag=aag
         )
@@ -1628,6 +1639,13 @@ def _summary(run: EvRun, now: float, nid: bytes) -> str:
         parts.append(f"CM_SLAC_MATCH {_ms(now - run.rsp_at):.0f} ms")
     phases = ", ".join(parts) if parts else "phases not seen"
     return f"matched in {_ms(now - run.started):.0f} ms ({phases}); NID {nid.hex()}"
+
+
+def _offset(value: int, offset: float) -> int:
+    """``value`` dB plus SOUNDING_ATTENUATION_OFFSET, rounded, kept within a byte."""
+    if not offset:
+        return value
+    return min(255, max(0, round(value + offset)))
 
 
 def _average(total: int, count: int) -> int:

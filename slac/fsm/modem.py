@@ -29,6 +29,22 @@ answers, which are for no other machine), :meth:`~ModemMachine.handle_timer` and
 calls, each with ``now``, and pulls :meth:`~ModemMachine.frames_to_send`,
 :meth:`~ModemMachine.events` and :attr:`~ModemMachine.deadline`.
 
+- **restarts** (issue 15 item 2): a modem that restarts forgets the key it was given.
+  VS_HOST_ACTION.IND from the modem (QCA firmware sends it once started) is answered with
+  VS_HOST_ACTION.RSP and is :class:`ModemRestarted` (HOST_ACTION); while the heartbeat runs
+  (:meth:`ModemMachine.start_heartbeat`, the station runs it while no EV is plugged in),
+  VS_SW_VER.REQ goes out every ``modem_heartbeat_period``: unanswered until the next beat is
+  :class:`ModemSilent` (each miss), answered again after misses is :class:`ModemRestarted`
+  (HEARTBEAT), a firmware string other than the last is :class:`ModemRestarted`
+  (FIRMWARE_CHANGED).
+
+- **resets** (issue 15 item 3): :meth:`ModemMachine.reset` sends VS_RS_DEV.REQ (resent
+  like the key); VS_RS_DEV.CNF with MSTATUS 0 starts the wait for the modem: VS_SW_VER.REQ
+  every PROBE_PERIOD until it answers (or VS_HOST_ACTION.IND comes), which is
+  :class:`ModemRestarted` (RESET); no CNF, a refusal, or no answer within
+  ``modem_reset_wait`` is :class:`ModemUnresponsive`. :meth:`ModemMachine.await_modem` starts
+  the same wait after a hardware reset.
+
 The modem's own MAC address is learned from its answers (the source of CM_SET_KEY.CNF and
 VS_PL_LINK_STATUS.CNF, unicast to this host while a request waits for them):
 :attr:`~ModemMachine.modem_mac`, and :class:`ModemFound` when it is first learned or
@@ -54,9 +70,25 @@ from slac.fsm.events import (
     LinkUp,
     ModemEvent,
     ModemFound,
+    ModemRestarted,
+    ModemSilent,
+    ModemUnresponsive,
+    RestartSign,
     SupervisionOff,
 )
-from slac.messages import Frame, SetKeyCnf, SetKeyReq, VsPlLinkStatusCnf, VsPlLinkStatusReq
+from slac.messages import (
+    Frame,
+    SetKeyCnf,
+    SetKeyReq,
+    VsHostActionInd,
+    VsHostActionRsp,
+    VsPlLinkStatusCnf,
+    VsPlLinkStatusReq,
+    VsRsDevCnf,
+    VsRsDevReq,
+    VsSwVerCnf,
+    VsSwVerReq,
+)
 from slac.utils import MacAddress
 
 __all__ = [
@@ -73,7 +105,10 @@ __all__ = [
     "ModemEvent",
     "ModemFound",
     "ModemMachine",
+    "ModemRestarted",
     "ModemSettings",
+    "ModemSilent",
+    "RestartSign",
     "SupervisionOff",
 ]
 
@@ -82,7 +117,9 @@ logger = logging.getLogger(__name__)
 #: "no link" answers in a row, after the link was up, that mean it is lost
 LINK_DOWN_ANSWERS = 2
 #: the modem's answers to the host's requests: for this machine, never for a matcher
-MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf)
+MODEM_ANSWERS = (SetKeyCnf, VsPlLinkStatusCnf, VsSwVerCnf, VsHostActionInd, VsRsDevCnf)
+#: after a reset, VS_SW_VER.REQ this often until the modem answers (s)
+PROBE_PERIOD = 0.5
 _LOCAL_MODEM = MacAddress(PLC_LOCAL_MAC)
 
 
@@ -118,6 +155,7 @@ class ModemSettings:
     link_check_period: float = 0.0
     link_join_timeout: float = enums.TT_MATCH_JOIN
     link_check_max_unanswered: int = 0
+    modem_heartbeat_period: float = 0.0
 
 
 # --- events: in slac.fsm.events (KeySet, KeyNotSet, ModemFound, LinkStatus, LinkUp, LinkLost,
@@ -170,6 +208,18 @@ class ModemMachine(Machine[ModemEvent]):
         #: a VS_PL_LINK_STATUS.REQ went out and its answer has not come
         self._poll_out = False
         self._query_deadline: Optional[float] = None
+        #: the idle heartbeat: when the next VS_SW_VER.REQ goes out (None: off)
+        self._beat_at: Optional[float] = None
+        #: a VS_SW_VER.REQ of the heartbeat waits for its answer
+        self._beat_out = False
+        #: heartbeats in a row left unanswered
+        self.heartbeat_misses = 0
+        #: the firmware string of the modem's last VS_SW_VER.CNF
+        self.firmware: Optional[str] = None
+        #: VS_RS_DEV.REQ waits for its CNF: (deadline, attempts left)
+        self._reset: Optional[tuple[float, int]] = None
+        #: after a reset: until when the modem may take to answer again (None: not waiting)
+        self._probe_until: Optional[float] = None
 
     # --- outputs (frames_to_send and events: Machine) ---------------------------------------
 
@@ -182,7 +232,20 @@ class ModemMachine(Machine[ModemEvent]):
         sup = self._supervision
         if sup is not None and (soonest is None or sup.next_poll < soonest):
             soonest = sup.next_poll
+        if self._beat_at is not None and (soonest is None or self._beat_at < soonest):
+            soonest = self._beat_at
+        if self._reset is not None and (soonest is None or self._reset[0] < soonest):
+            soonest = self._reset[0]
         return soonest
+
+    @property
+    def resetting(self) -> bool:
+        """A reset is under way: VS_RS_DEV.REQ unconfirmed, or the modem not back yet."""
+        return self._reset is not None or self._probe_until is not None
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._beat_at is not None
 
     @property
     def key_pending(self) -> bool:
@@ -235,12 +298,47 @@ class ModemMachine(Machine[ModemEvent]):
             self._query_deadline = now + timeout
             self._poll()
 
+    def start_heartbeat(self, now: float) -> None:
+        """VS_SW_VER.REQ every ``modem_heartbeat_period`` from now on (off with 0; the first
+        goes out now). Idempotent while it runs."""
+        period = _heartbeat_period(self.config)
+        if period <= 0 or self._beat_at is not None:
+            return
+        self._beat_at = now
+        self._beat_out = False
+
+    def stop_heartbeat(self) -> None:
+        """No more heartbeats (an EV plugged in); an answer still on its way is taken. The
+        wait for a modem after a reset goes on."""
+        if self._probe_until is None:
+            self._beat_at = None
+
+    def reset(self, now: float) -> None:
+        """VS_RS_DEV.REQ to the local modem; then wait for it to answer again (ModemRestarted
+        RESET) or ModemUnresponsive."""
+        if self.resetting:
+            return
+        self._reset = (now + self.config.set_key_timeout, self.config.set_key_retries)
+        self._to_modem(VsRsDevReq())
+
+    def await_modem(self, now: float) -> None:
+        """Wait for the modem to answer (after a hardware reset): VS_SW_VER.REQ every
+        PROBE_PERIOD, up to ``modem_reset_wait``."""
+        self._reset = None
+        self._probe_until = now + _reset_wait(self.config)
+        self._beat_at = now
+        self._beat_out = False
+
     def stop(self) -> None:
         """Forget every procedure (the driver closes): no events follow."""
         self._key = None
         self._supervision = None
         self._query_deadline = None
         self._poll_out = False
+        self._beat_at = None
+        self._beat_out = False
+        self._reset = None
+        self._probe_until = None
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -252,6 +350,15 @@ class ModemMachine(Machine[ModemEvent]):
             return True
         if isinstance(message, VsPlLinkStatusCnf):
             self._on_link_status_cnf(frame, message, now)
+            return True
+        if isinstance(message, VsSwVerCnf):
+            self._on_sw_ver_cnf(frame, message)
+            return True
+        if isinstance(message, VsHostActionInd):
+            self._on_host_action(frame, message)
+            return True
+        if isinstance(message, VsRsDevCnf):
+            self._on_rs_dev_cnf(frame, message, now)
             return True
         return False
 
@@ -266,6 +373,116 @@ class ModemMachine(Machine[ModemEvent]):
         supervision = self._supervision
         if supervision is not None and now >= supervision.next_poll:
             self._poll_due(supervision, now)
+        if self._reset is not None and now >= self._reset[0]:
+            self._reset_timeout(now)
+        if self._beat_at is not None and now >= self._beat_at:
+            self._beat(now)
+
+    # --- resets ---------------------------------------------------------------------------------
+
+    def _reset_timeout(self, now: float) -> None:
+        assert self._reset is not None
+        left = self._reset[1]
+        if left <= 0:
+            self._reset = None
+            self._unresponsive("the modem did not answer VS_RS_DEV.REQ")
+            return
+        self._reset = (now + self.config.set_key_timeout, left - 1)
+        self._to_modem(VsRsDevReq())
+
+    def _on_rs_dev_cnf(self, frame: Frame, message: VsRsDevCnf, now: float) -> None:
+        if self._reset is None or not self._from_modem(frame):
+            self.log.debug("unexpected VS_RS_DEV.CNF from %s ignored", frame.src)
+            return
+        self._learn(frame.src)
+        self._reset = None
+        if message.status != 0:
+            self._unresponsive(f"the modem refused VS_RS_DEV.REQ (MSTATUS 0x{message.status:02x})")
+            return
+        self.log.info("the modem resets (VS_RS_DEV.CNF); waiting for it to answer again")
+        self.await_modem(now + PROBE_PERIOD)
+
+    def _unresponsive(self, detail: str) -> None:
+        self._probe_until = None
+        self._beat_at = None
+        self.log.error("%s: it needs a hardware reset", detail)
+        self._emit(ModemUnresponsive(detail))
+
+    def _back(self, how: str) -> None:
+        """The modem answers again after a reset."""
+        self._probe_until = None
+        self._beat_at = None  # the station starts the heartbeat again when idle
+        self.heartbeat_misses = 0
+        self._emit(ModemRestarted(RestartSign.RESET, f"the modem is back after its reset ({how})"))
+
+    # --- restarts -------------------------------------------------------------------------------
+
+    def _beat(self, now: float) -> None:
+        if self._probe_until is not None:  # after a reset: is the modem back?
+            if now >= self._probe_until:
+                wait = _reset_wait(self.config)
+                self._unresponsive(f"the modem did not answer within {wait:g} s of its reset")
+                return
+            self._beat_at = now + PROBE_PERIOD
+            self._beat_out = True
+            self._to_modem(VsSwVerReq())
+            return
+        if self._beat_out:  # the last heartbeat went unanswered
+            self.heartbeat_misses += 1
+            level = logging.WARNING if self.heartbeat_misses == 1 else logging.DEBUG
+            self.log.log(
+                level,
+                "the modem does not answer VS_SW_VER.REQ (heartbeat; %d in a row)",
+                self.heartbeat_misses,
+            )
+            self._emit(ModemSilent(self.heartbeat_misses))
+        self._beat_at = now + _heartbeat_period(self.config)
+        self._beat_out = True
+        self._to_modem(VsSwVerReq())
+
+    def _on_sw_ver_cnf(self, frame: Frame, message: VsSwVerCnf) -> None:
+        if not self._beat_out or not self._from_modem(frame):
+            self.log.debug("unexpected VS_SW_VER.CNF from %s ignored", frame.src)
+            return
+        self._beat_out = False
+        self._learn(frame.src)
+        misses, self.heartbeat_misses = self.heartbeat_misses, 0
+        before, self.firmware = self.firmware, message.version
+        if self._probe_until is not None:
+            self._back("VS_SW_VER answered")
+        elif misses:
+            self._emit(
+                ModemRestarted(
+                    RestartSign.HEARTBEAT,
+                    f"the modem answers VS_SW_VER again after {misses} unanswered heartbeat(s)",
+                )
+            )
+        elif before is not None and before != message.version:
+            self._emit(
+                ModemRestarted(
+                    RestartSign.FIRMWARE_CHANGED,
+                    f"the modem's firmware changed from {before!r} to {message.version!r}",
+                )
+            )
+
+    def _on_host_action(self, frame: Frame, message: VsHostActionInd) -> None:
+        if frame.src.is_multicast or (self.modem_mac is not None and frame.src != self.modem_mac):
+            self.log.debug("VS_HOST_ACTION.IND from %s (not our modem) ignored", frame.src)
+            return
+        self._send(frame.src, VsHostActionRsp(status=0))  # stops the modem's resends
+        self._learn(frame.src)
+        if self._probe_until is not None or self._reset is not None:
+            self._reset = None
+            self._back("VS_HOST_ACTION.IND")
+            return
+        action = enums.HOST_ACTIONS.get(message.action, f"action 0x{message.action:02x}")
+        self._emit(
+            ModemRestarted(
+                RestartSign.HOST_ACTION,
+                f"the modem sent VS_HOST_ACTION.IND ({action}, firmware "
+                f"{message.major_version}.{message.minor_version})",
+            )
+        )
 
     # --- the key --------------------------------------------------------------------------------
 
@@ -393,5 +610,17 @@ class ModemMachine(Machine[ModemEvent]):
         self.modem_mac = mac
         self._emit(ModemFound(mac))
 
-    def _to_modem(self, message: Union[SetKeyReq, VsPlLinkStatusReq]) -> None:
+    def _to_modem(
+        self, message: Union[SetKeyReq, VsPlLinkStatusReq, VsSwVerReq, VsRsDevReq]
+    ) -> None:
         self._send(_LOCAL_MODEM, message)
+
+
+def _heartbeat_period(config: ModemConfig) -> float:
+    """MODEM_HEARTBEAT_PERIOD of ``config`` (0 for a config without it: off)."""
+    return float(getattr(config, "modem_heartbeat_period", 0.0))
+
+
+def _reset_wait(config: ModemConfig) -> float:
+    """MODEM_RESET_WAIT of ``config`` (30 s for a config without it)."""
+    return float(getattr(config, "modem_reset_wait", 30.0))

@@ -75,6 +75,9 @@ from slac.fsm.events import (
     MatchingOngoing,
     ModemFound,
     ModemReady,
+    ModemRestarted,
+    ModemUnresponsive,
+    RestartSign,
     SessionState,
     SlacEvent,
     StateChanged,
@@ -118,6 +121,8 @@ class KeyPurpose(Enum):
     MATCH = "match"
     #: EV: the EVSE's key, to join its network
     JOIN = "join"
+    #: the modem restarted and lost its key (in the background, before the next plug-in)
+    RESTART = "restart"
 
 
 class _Matcher(Protocol):
@@ -255,6 +260,16 @@ class EvseStation(_Host[EvseMatcher]):
         self.paused = False
         #: every match, failure, lost link and D-LINK request, by reason
         self.counters = EvseCounters()
+        #: restarts of the modem noticed (VS_HOST_ACTION.IND, the idle heartbeat)
+        self.modem_restarts = 0
+        #: the last restart noticed (None before the first)
+        self.last_modem_restart: Optional[ModemRestarted] = None
+        #: plug-ins in a row that ended without a match (RESET_AFTER_FAILURES)
+        self.failed_plugins = 0
+        #: VS_RS_DEV.REQ sent, and hardware resets asked for (ModemUnresponsive)
+        self.modem_resets = 0
+        self.hardware_resets = 0
+        self._plugin_failed = False
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -265,6 +280,27 @@ class EvseStation(_Host[EvseMatcher]):
     @property
     def modem_mac(self) -> Optional[MacAddress]:
         return self.modem.modem_mac
+
+    @property
+    def modem_counters(self) -> dict[str, int]:
+        """What the status reports of the modem: restarts noticed, resets, soundings without
+        values."""
+        return {
+            "modem_restarts": self.modem_restarts,
+            "modem_resets": self.modem_resets,
+            "hardware_resets": self.hardware_resets,
+            "empty_profile_soundings": self.matcher.empty_profile_runs,
+        }
+
+    @property
+    def idle(self) -> bool:
+        """No EV plugged in (CP A, E, F or none reported yet) and nothing to match."""
+        return (
+            (self.cp_state is None or self.cp_state not in "BCD")
+            and not self._match_wanted
+            and self.matcher.state is not EvseState.WAITING
+            and self.matcher.state is not EvseState.MATCHED
+        )
 
     @property
     def settling(self) -> bool:
@@ -288,19 +324,66 @@ class EvseStation(_Host[EvseMatcher]):
         if letter in "AEF" and self.terminated:
             self.terminated = False
             self.log.info("control pilot %s: the next B, C or D may match again", letter)
+        was_matched = self.matcher.state is EvseState.MATCHED
         starts = self.matcher.cp_state_changed(letter, now)
         self._pump(now)
         if starts:
             return CpAction.START
+        if letter in "EF" and was_matched:
+            # E or F while matched ends the match; the EV's key leaves with it at once, as
+            # at an unplug (RESET_KEY_ON_UNPLUG), so no EV keeps the logical network
+            self._match_wanted = False
+            if self.key_given_out and self.config.reset_key_on_unplug:
+                self.leave(now)
+            self._set_state(SessionState.UNMATCHED)
+            return CpAction.STOP
         if letter != "A":
             if previous != letter:
                 self.log.debug("control pilot %s (was %s)", letter, previous)
             return CpAction.NONE
         self._match_wanted = False
-        if self.key_given_out and self.config.reset_key_on_unplug:
+        reset = self._reset_wanted(previous)
+        if reset:
+            self.matcher.stop(now, StopReason.DRIVER, "unplugged")
+            self._reset_modem(now, reset)
+        elif self.key_given_out and self.config.reset_key_on_unplug:
             self.leave(now)
         self._set_state(SessionState.UNMATCHED)
         return CpAction.STOP
+
+    def _reset_wanted(self, previous: Optional[str]) -> str:
+        """Why the modem is reset at this unplug ("" if not): RESET_ON_UNPLUG, or
+        RESET_AFTER_FAILURES plug-ins in a row without a match."""
+        if self._plugin_failed:
+            self.failed_plugins += 1
+        self._plugin_failed = False
+        limit = self.config.reset_after_failures
+        if limit and self.failed_plugins >= limit:
+            return f"{self.failed_plugins} plug-ins in a row without a match"
+        if self.config.reset_on_unplug and previous is not None and previous in "BCD":
+            return "reset after every unplug (RESET_ON_UNPLUG)"
+        return ""
+
+    def _reset_modem(self, now: float, why: str) -> None:
+        self.failed_plugins = 0
+        self.modem_resets += 1
+        self.key_unsure = True
+        self.log.warning("resetting the modem (VS_RS_DEV.REQ): %s", why)
+        self.modem.abort_key()
+        self.modem.stop_supervision()
+        self.modem.reset(now)
+        self._pump(now)
+
+    def reset_modem(self, now: float, why: str = "asked") -> None:
+        """Reset the modem now (VS_RS_DEV.REQ), then wait for it and give it a fresh key."""
+        self._reset_modem(now, why)
+
+    def hardware_reset_done(self, now: float) -> None:
+        """The hardware reset hook ran: wait for the modem (VS_SW_VER), then a fresh key."""
+        self.key_unsure = True
+        self.modem.abort_key()
+        self.modem.await_modem(now)
+        self._pump(now)
 
     def set_key(self, now: float) -> None:
         """A fresh NMK (and its NID) to the local modem: KeySet then ModemReady (after
@@ -449,6 +532,10 @@ class EvseStation(_Host[EvseMatcher]):
             self._emit(modem_event)
             if isinstance(modem_event, LinkLost):
                 self.restart(now, f"link lost: {modem_event.reason}")
+            elif isinstance(modem_event, ModemRestarted):
+                self._modem_restarted(modem_event, now)
+            elif isinstance(modem_event, ModemUnresponsive):
+                self.hardware_resets += 1
         self._outgoing.extend(self.matcher.frames_to_send())
         for event in self.matcher.events():
             self._emit(event)
@@ -458,17 +545,54 @@ class EvseStation(_Host[EvseMatcher]):
                 self.modem.stop_supervision()  # the match (if any) is over
                 self._set_state(SessionState.MATCHING, event.ev_mac, event.run_id)
             elif isinstance(event, Matched):
+                self.failed_plugins = 0
+                self._plugin_failed = False
                 self.key_given_out = True
                 self.last_match = event
                 self.modem.start_supervision(now)
                 self._set_state(SessionState.MATCHED, event.ev_mac, event.run_id)
             elif isinstance(event, MatchingFailed):
                 self.modem.stop_supervision()
+                self._plugin_failed = True
                 self._set_state(SessionState.FAILED, self.ev_mac, self.run_id)
             elif isinstance(event, Stopped):
                 self.modem.stop_supervision()
                 self._set_state(SessionState.UNMATCHED)
+        self._heartbeat(now)
         self._outgoing.extend(self.modem.frames_to_send())
+
+    def _heartbeat(self, now: float) -> None:
+        """The idle heartbeat runs while no EV is plugged in and no key is being set."""
+        if self.modem.resetting:
+            return  # the wait for the modem after its reset runs instead
+        if self.idle and not self.modem.key_pending and self._settle_until is None:
+            self.modem.start_heartbeat(now)
+        else:
+            self.modem.stop_heartbeat()
+
+    def _modem_restarted(self, event: ModemRestarted, now: float) -> None:
+        """The modem lost its key: a fresh one now while idle (before the next plug-in),
+        else matching starts again with a fresh key."""
+        self.key_unsure = True
+        plugged = not self.idle
+        then = "matching again with a fresh key" if plugged else "a fresh key now"
+        if event.sign is RestartSign.RESET:
+            self.log.info("%s: %s", event.detail, then)
+        else:
+            self.modem_restarts += 1
+            self.last_modem_restart = event
+            self.log.warning(
+                "the modem restarted (%s; %d restart(s) noticed): it lost its key; %s",
+                event.detail,
+                self.modem_restarts,
+                then,
+            )
+        if plugged:
+            if self._match_wanted or self.modem.key_pending:
+                return  # a key for this plug-in is on its way (or sent again: key_unsure)
+            self.restart(now, f"the modem restarted: {event.detail}")
+        elif not self.modem.key_pending:
+            self._fresh_key(KeyPurpose.RESTART, now)
 
     def _key_set(self, event: KeySet, now: float) -> None:
         # at once, before any other frame: CM_SLAC_MATCH.CNF hands out what the modem holds
@@ -494,12 +618,13 @@ class EvseStation(_Host[EvseMatcher]):
     def _key_not_set(self, event: KeyNotSet, now: float) -> None:
         purpose, self._key_purpose = self._key_purpose, None
         error = event.error(self.interface)
-        if purpose is KeyPurpose.LEAVE:
+        if purpose in (KeyPurpose.LEAVE, KeyPurpose.RESTART):
             # The plug-in that needs the key says so: the next one sets a key first, and
             # fails with the modem's error if it cannot (never matching with this key).
             self.log.warning(
-                "could not give the modem a fresh key after unplug: %s; the next plug-in "
+                "could not give the modem a fresh key after %s: %s; the next plug-in "
                 "sets one before matching",
+                "unplug" if purpose is KeyPurpose.LEAVE else "its restart",
                 error,
             )
             if self._match_wanted:  # a plug-in waits for this key: it sets its own
@@ -508,6 +633,7 @@ class EvseStation(_Host[EvseMatcher]):
         if not self._match_wanted:
             return  # the driver that asked for it hears KeyNotSet
         self._match_wanted = False
+        self._plugin_failed = True
         self.log.error("matching failed: %s", error)
         self._emit(MatchingFailed(FailureReason.KEY_NOT_SET, self.matcher.attempt, str(error)))
         self._set_state(SessionState.FAILED)

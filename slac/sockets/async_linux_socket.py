@@ -56,6 +56,21 @@ def interface_is_up(interface: str) -> bool:
     return bool(flags & IFF_UP)
 
 
+def interface_unavailable(interface: str) -> Optional[str]:
+    """Why ``interface`` cannot be opened now, if it is a valid name that is missing or down
+    (it may come: ``slac evse`` waits for it); None when it exists and is up, or when the name
+    itself is bad (no waiting helps)."""
+    if not isinstance(interface, str) or not 0 < len(interface) < 16 or "/" in interface:
+        return None
+    try:
+        up = interface_is_up(interface)
+    except TransportError as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None if up else f"network interface {interface} is down"
+
+
 def _no_such_interface(interface: str) -> str:
     try:
         known = ", ".join(sorted(os.listdir("/sys/class/net")))

@@ -192,10 +192,12 @@ async def test_slac_evse_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> Non
         (["--config", str(ROOT / "cs_configuration.json"), "--cp", "mqtt://"], "no broker host"),
     ]
     station_file(tmp_path / "noif.json", ["nosuchif0"])
+    # a missing interface is waited for, unless INTERFACE_STRICT asks for the error
     cases.append((["--config", str(tmp_path / "noif.json")], "does not exist"))
     for args, expected in cases:
         run = subprocess.run(
             [sys.executable, "-m", "slac", "evse", *args],
+            env={**os.environ, "INTERFACE_STRICT": "true"},
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -206,6 +208,33 @@ async def test_slac_evse_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> Non
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), run.stderr
         assert expected in lines[0], run.stderr
+
+
+def test_slac_evse_waits_for_a_missing_interface_and_reports_it_unavailable(
+    tmp_path: Path,
+) -> None:
+    """Issue 15 item 1: without INTERFACE_STRICT, `slac evse` keeps running for an interface
+    that does not exist (yet): an INFO line, the EVSE `unavailable` in its JSON status."""
+    station_file(tmp_path / "noif.json", ["nosuchif0"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "slac", "evse", "--config", str(tmp_path / "noif.json")],
+        env={k: v for k, v in os.environ.items() if k != "INTERFACE_STRICT"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        out, err = process.communicate("status\n", timeout=3)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        out, err = process.communicate(timeout=10)
+    statuses = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(s["state"] == "unavailable" for s in statuses), (out, err)
+    unavailable = next(s for s in statuses if s["state"] == "unavailable")
+    assert "does not exist" in unavailable["reason"]
+    assert "waiting for the interface" in err
 
 
 def test_slac_capture_reports_a_missing_interface(tmp_path: Path) -> None:

@@ -321,16 +321,54 @@ def test_empty_profiles_count_as_heard_and_only_profiles_with_values_are_average
     assert ind.message.aag == (31,) * 58  # type: ignore[attr-defined]
 
 
-def test_only_empty_profiles_give_zero_db_rather_than_failing_the_car(
+def test_only_empty_profiles_give_the_substitute_never_all_zero_silently(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Issue 15 item 6: profiles with NumGroups 0 (older QCA firmware) do not fail the car,
+    and the car does not get an all-zero CM_ATTEN_CHAR.IND (some refuse it; DIN 70121
+    Annex C calls under 20 dB implausible): EMPTY_PROFILE_ATTENUATION (20 dB), a WARNING,
+    a counter."""
     h = Harness()
     h.parm(EV, RUN)
     with caplog.at_level(logging.WARNING):
         h.sounding(EV, RUN, [[]] * 10)
     (ind,) = h.sent_of(AttenCharInd)
+    assert ind.message.aag == (20,) * 58  # type: ignore[attr-defined]
+    assert "NumGroups 0): reporting 20 dB in every group" in caplog.text
+    assert h.matcher.empty_profile_runs == 1
+
+
+def test_the_empty_profile_substitute_is_a_setting_and_zero_is_still_possible() -> None:
+    h = Harness(Config(empty_profile_attenuation=0.0))
+    h.parm(EV, RUN)
+    h.sounding(EV, RUN, [[]] * 10)
+    (ind,) = h.sent_of(AttenCharInd)
     assert ind.message.aag == (0,) * 58  # type: ignore[attr-defined]
-    assert "NumGroups 0" in caplog.text
+    assert h.matcher.empty_profile_runs == 1  # counted (and warned) all the same
+
+
+def test_sounding_attenuation_offset_is_added_to_every_group_within_a_byte() -> None:
+    """Issue 15 item 6: SOUNDING_ATTENUATION_OFFSET (EVerest's
+    sounding_attenuation_adjustment), rounded, kept within 0 to 255 dB."""
+    h = Harness(Config(sounding_attenuation_offset=-12.0))
+    h.parm(EV, RUN)
+    h.sounding(EV, RUN, [[10] * 29 + [30] * 29] * 10)
+    (ind,) = h.sent_of(AttenCharInd)
+    assert ind.message.aag == (0,) * 29 + (18,) * 29  # type: ignore[attr-defined]
+    high = Harness(Config(sounding_attenuation_offset=7.4))
+    high.parm(EV, RUN)
+    high.sounding(EV, RUN, [[250] * 29 + [40] * 29] * 10)
+    (ind,) = high.sent_of(AttenCharInd)
+    assert ind.message.aag == (255,) * 29 + (47,) * 29  # type: ignore[attr-defined]
+    assert high.matcher.empty_profile_runs == 0
+
+
+def test_the_offset_is_added_to_the_empty_profile_substitute_too() -> None:
+    h = Harness(Config(sounding_attenuation_offset=5.0))
+    h.parm(EV, RUN)
+    h.sounding(EV, RUN, [[]] * 10)
+    (ind,) = h.sent_of(AttenCharInd)
+    assert ind.message.aag == (25,) * 58  # type: ignore[attr-defined]
 
 
 def test_late_sound_after_the_window_is_ignored() -> None:

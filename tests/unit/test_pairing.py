@@ -84,6 +84,26 @@ def test_unplug_after_a_match_leaves_the_network_with_a_fresh_key() -> None:
     assert not pair.medium.linked(pair.ev_port)  # the EV is out of the EVSE's network
 
 
+@pytest.mark.parametrize("letter", ["E", "F"])
+def test_e_or_f_while_matched_leaves_the_network_at_once(letter: str) -> None:
+    """CP E or F while matched ends the match and the EV's key leaves with it (design 5.7),
+    as at an unplug: the modem gets a fresh key now, not at the next plug-in."""
+    pair = Pairing()
+    pair.plug_in()
+    pair.run(5.0)
+    evse = pair.evse()
+    key_before = evse.machine.nmk
+    assert pair.cp(letter) is CpAction.STOP
+    pair.run(1.0)
+    assert evse.machine.state is SessionState.UNMATCHED
+    stopped = evse.events_of(Stopped)[-1]
+    assert stopped.reason is StopReason.CP_ERROR and stopped.was_matched
+    assert len(evse.sent_of(SetKeyReq)) == 2  # at power-on, and at E/F
+    assert evse.machine.nmk != key_before and not evse.machine.key_given_out
+    assert not pair.medium.linked(pair.ev_port)
+    assert pair.cp("B") is CpAction.START  # the next B matches again, with that fresh key
+
+
 def test_without_reset_on_unplug_the_next_plug_in_sets_the_fresh_key() -> None:
     pair = Pairing(fast_config(reset_key_on_unplug=False))
     pair.plug_in()

@@ -97,6 +97,9 @@ class Modem:
     device_class: int = 0x22
     #: answers nothing the host asks (no CNF of any kind): powered off, wedged, not there
     silent: bool = False
+    #: wedged firmware: answers vendor requests (VS_*) but not CM_SET_KEY, and forwards
+    #: nothing between stations, until it restarts (VS_RS_DEV.REQ, a power cycle)
+    wedged: bool = False
     #: answers Qualcomm vendor requests (VS_*); False: a modem of another vendor
     vendor_answers: bool = True
     answer_link_status: bool = True
@@ -113,6 +116,11 @@ class Modem:
     resets: int = 0
     #: requests the modem was asked, by name (VS_SW_VER.REQ, ...), answered or not
     requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def isolated(self) -> bool:
+        """Hears and forwards nothing between stations (cut off, or wedged)."""
+        return self.cut or self.wedged
 
     @property
     def slac_mode(self) -> int:
@@ -243,6 +251,7 @@ class Medium:
         delayed by the restart time, for the runner to deliver."""
         modem = self.modems[port]
         modem.nmk = self.rng.randbytes(16)
+        modem.wedged = False
         modem.restarts += 1
         modem.down_until = self.clock() + modem.restart_time
         self._count("modem restart")
@@ -272,7 +281,7 @@ class Medium:
         return self.attenuation.get((a, b), self.default_attenuation)
 
     def hears(self, a: int, b: int) -> bool:
-        if a == b or self.modems[a].cut or self.modems[b].cut:
+        if a == b or self.modems[a].isolated or self.modems[b].isolated:
             return False
         return self.attenuation_between(a, b) is not None
 
@@ -286,10 +295,10 @@ class Medium:
                 if p != port and self.attenuation_between(port, p) is not None
             ]
             self._audible[port] = heard
-        if self.modems[port].cut:
+        if self.modems[port].isolated:
             return []
         modems = self.modems
-        return [p for p in heard if not modems[p].cut]
+        return [p for p in heard if not modems[p].isolated]
 
     def linked(self, port: int) -> bool:
         """Whether this modem shares its network key with another modem it hears."""
@@ -330,7 +339,7 @@ class Medium:
             self._count("undecodable")
             self.last_error = str(exc)
             return []
-        if modem.cut:
+        if modem.isolated:
             return []
         name = _names.get(mmtype) or _names.setdefault(mmtype, mmtype_name(mmtype))
         deliveries: list[Delivery] = []
@@ -392,7 +401,7 @@ class Medium:
     def _data_frame(self, port: int, data: bytes) -> list[Delivery]:
         """Non-HomePlug traffic crosses only inside a logical network (same NMK)."""
         modem = self.modems[port]
-        if modem.cut:
+        if modem.isolated:
             return []
         dst = data[0:6]
         targets = [p for p in self.audible(port) if self.modems[p].nmk == modem.nmk]
@@ -415,7 +424,7 @@ class Medium:
         after: list[Delivery] = []
         reply: Optional[Message]
         if isinstance(message, SetKeyReq):
-            if not modem.answer_set_key:
+            if not modem.answer_set_key or modem.wedged:
                 return []
             modem.nmk = message.new_key
             modem.keys_set += 1
