@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
+from slac.config import MatchingConfig
 from slac.enums import PLC_LOCAL_MAC
 from slac.messages import (
     AttenCharInd,
@@ -215,10 +216,12 @@ async def replay_car(wire: Wire, session: Session, evse_mac: MacAddress) -> CarR
         our[AttenCharInd] = await wire.expect(AttenCharInd, 3.0)
     our[SlacMatchCnf] = await wire.expect(SlacMatchCnf, 3.0)
     with_values = [a for a in aag_values if a]
+    # recorded profiles without values (NumGroups 0, older QCA firmware): the EVSE sends
+    # EMPTY_PROFILE_ATTENUATION in every group, never an all-zero CM_ATTEN_CHAR.IND
     expected = (
         tuple(_rounded_mean([a[g] for a in with_values]) for g in range(58))
         if with_values
-        else (0,) * 58
+        else (round(MatchingConfig().empty_profile_attenuation),) * 58
     )
     parm = our[SlacParmCnf][1].message
     ind = our[AttenCharInd][1].message
