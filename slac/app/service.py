@@ -171,7 +171,7 @@ class EvseService(SlacSessionController):
         self.sessions: dict[str, SlacEvseSession] = {}
         #: what the station's EVSEs heard of each EV: an EVSE leaves a car that another one
         #: hears clearly better to that one (slac.fsm.station_view)
-        self.station = StationView()
+        self.station_view = StationView()
         self.specs: dict[str, EvseSpec] = {}
         for spec in evses:
             config = self.config
@@ -181,7 +181,7 @@ class EvseService(SlacSessionController):
                 )
             session = session_factory(spec.evse_id, spec.network_interface, config)
             if session.station_view is None:
-                session.station_view = self.station
+                session.station_view = self.station_view
             session.state_listeners.append(self._state_changed)
             session.counter_listeners.append(self._counted)
             self.watch_modem(session)

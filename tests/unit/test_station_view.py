@@ -78,5 +78,5 @@ def test_the_evses_of_one_service_share_one_station_view() -> None:
         session_factory=factory,
     )
     a, b, c = (service.sessions[k] for k in "ABC")
-    assert a.station_view is service.station and b.station_view is service.station
+    assert a.station_view is service.station_view and b.station_view is service.station_view
     assert c.station_view is own
